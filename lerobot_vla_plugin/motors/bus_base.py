@@ -1,0 +1,536 @@
+"""What our Feetech and Dynamixel buses share: LeRobot's MotorsBus API on top of our own protocol layer.
+
+LeRobot's `SerialMotorsBus` drives a vendor SDK; we keep its public API (so LeRobot's robots, calibration and
+scripts run unchanged on top) but replace the transport underneath:
+
+- one `write` + reads until every expected status packet arrived, accepted in any order;
+- a retry re-asks only the servos that did not answer; a packet with a bad checksum/CRC is never used;
+- a silent servo ends in one `ServoNotRespondingError` naming servo, port and baud rate;
+- error bits are reported with the motor's name (`status_errors`), and raise when they mean the command failed;
+- `sync_write_read` sends a goal write and a position read in one transfer: one USB round trip per control tick.
+
+Vendor subclasses provide packet builders, the decoder and value encoding through the `_vendor_*` hooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from lerobot.motors.motors_bus import Motor, MotorCalibration, MotorNormMode, MotorsBus
+
+from .errors import ServoNotRespondingError, ServoStatusError
+from .serial_link import SerialLink
+
+logger = logging.getLogger(__name__)
+
+COMM_SUCCESS = 0
+COMM_RX_TIMEOUT = -6
+DEFAULT_NUM_RETRY = 2
+
+
+@dataclass
+class MotorHealth:
+    """One servo's vital signs, read in a single cheap transaction per bus."""
+
+    motor: str
+    servo_id: int
+    responded: bool
+    temperature_c: float | None = None
+    voltage_v: float | None = None
+    load_percent: float | None = None
+    current_ma: float | None = None
+    moving: bool | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _ReadPlan:
+    """Everything a repeated sync read needs, computed once per (register, motors)."""
+
+    address: int
+    length: int
+    ids: tuple[int, ...]
+    names: tuple[str, ...]
+    request: bytes
+    decode: Callable[[bytes], int]
+
+
+class ServoBus(MotorsBus):
+    """Base of FeetechBus / DynamixelBus. Not used directly."""
+
+    default_timeout = 25  # ms to wait for a status packet beyond its wire time; real servos answer in < 1 ms
+    status_overhead_bytes = 6  # bytes of a status packet that are not parameters (vendor sets it)
+
+    def __init__(
+        self,
+        port: str,
+        motors: dict[str, Motor],
+        calibration: dict[str, MotorCalibration] | None = None,
+        *,
+        num_retry: int = DEFAULT_NUM_RETRY,
+        timeout_ms: float | None = None,
+    ):
+        if num_retry < 0:
+            raise ValueError(f"num_retry must be >= 0, got {num_retry}")
+        self._calibration: dict[str, MotorCalibration] = {}
+        self._norm_cache: dict[str, tuple] = {}
+        super().__init__(port, motors, calibration)
+        self.num_retry = num_retry
+        self.link = SerialLink(port, self.default_baudrate)
+        self._timeout_s = (timeout_ms if timeout_ms is not None else self.default_timeout) / 1000.0
+        self._read_plans: dict[tuple, _ReadPlan] = {}
+        self._input_dirty = False
+        self.status_errors: dict[str, list[str]] = {}
+        self.corrupt_packets = 0
+        self.retries = 0
+
+    # -- calibration cache ------------------------------------------------------------------------------------
+
+    @property
+    def calibration(self) -> dict[str, MotorCalibration]:
+        return self._calibration
+
+    @calibration.setter
+    def calibration(self, value: dict[str, MotorCalibration] | None) -> None:
+        self._calibration = value or {}
+        self._norm_cache = {}
+
+    # -- vendor hooks -----------------------------------------------------------------------------------------
+
+    def _vendor_ping(self, servo_id: int) -> bytes: raise NotImplementedError
+    def _vendor_read(self, servo_id: int, address: int, length: int) -> bytes: raise NotImplementedError
+    def _vendor_write(self, servo_id: int, address: int, data: bytes) -> bytes: raise NotImplementedError
+    def _vendor_sync_read(self, address: int, length: int, ids: Sequence[int]) -> bytes: raise NotImplementedError
+    def _vendor_sync_write(self, address: int, length: int, data_by_id: dict[int, bytes]) -> bytes:
+        raise NotImplementedError
+    def _vendor_decode(self, buffer: bytearray, start: int): raise NotImplementedError
+    def _vendor_unpack(self, packet) -> tuple[int, int, bytes]: raise NotImplementedError  # (id, error, params)
+    def _vendor_split_error(self, error: int) -> tuple[list[str], list[str]]:
+        """(words meaning the command failed, words describing the servo's state)."""
+        raise NotImplementedError
+    def _vendor_to_bytes(self, value: int, length: int) -> bytes: raise NotImplementedError
+    def _vendor_from_bytes(self, data: bytes) -> int: raise NotImplementedError
+    _checksum_error: type[Exception] = ValueError
+
+    # -- connection -------------------------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        return self.link.is_open
+
+    def _connect(self, handshake: bool = True) -> None:
+        self.link.baudrate = self.default_baudrate
+        self.link.open()
+        if handshake:
+            try:
+                self._handshake()
+            except Exception:
+                self.link.close()
+                raise
+
+    def disconnect(self, disable_torque: bool = True) -> None:
+        """Close the port; with `disable_torque`, torque goes off first even if some servos fail to answer."""
+        if not self.is_connected:
+            from lerobot.utils.errors import DeviceNotConnectedError
+
+            raise DeviceNotConnectedError(f"{self.__class__.__name__}('{self.port}') is not connected.")
+        try:
+            if disable_torque:
+                self.safe_torque_off()
+        finally:
+            self.link.close()
+
+    def safe_torque_off(self) -> list[str]:
+        """Torque off on every servo, best effort: a broadcast-style write first, then per servo with retries.
+
+        Returns the motors that could not be confirmed off (empty on success). Never raises for a silent servo:
+        this runs on every exit path, where one dead servo must not keep the others torqued.
+        """
+        failed = []
+        try:
+            self._send_torque_off_fast()
+        except Exception as exc:  # noqa: BLE001 - the per-motor pass below reports what matters
+            logger.debug("fast torque-off failed: %s", exc)
+        for motor in self.motors:
+            try:
+                self.disable_torque(motor, num_retry=max(self.num_retry, 3))
+            except Exception as exc:  # noqa: BLE001
+                failed.append(motor)
+                logger.error("Could not confirm torque off on '%s': %s", motor, exc)
+        return failed
+
+    def _send_torque_off_fast(self) -> None:
+        """One sync write of Torque_Enable = 0 to all motors (no reply), before the confirmed writes."""
+        self.sync_write("Torque_Enable", {m: 0 for m in self.motors}, normalize=False)
+
+    def set_timeout(self, timeout_ms: int | None = None) -> None:
+        self._timeout_s = (timeout_ms if timeout_ms is not None else self.default_timeout) / 1000.0
+
+    def get_baudrate(self) -> int:
+        return self.link.baudrate
+
+    def set_baudrate(self, baudrate: int) -> None:
+        if baudrate != self.link.baudrate:
+            logger.info(f"Setting bus baud rate to {baudrate}. Previously {self.link.baudrate}.")
+            self.link.baudrate = baudrate
+
+    @classmethod
+    def scan_port(cls, port: str, *args, **kwargs) -> dict[int, list[int]]:
+        """Broadcast-ping at every baud rate the host can set; returns {baudrate: [ids]}."""
+        bus = cls(port, {}, *args, **kwargs)
+        bus._connect(handshake=False)
+        found = {}
+        try:
+            for baudrate in bus.available_baudrates:
+                bus.set_baudrate(baudrate)
+                ids_models = bus.broadcast_ping()
+                if ids_models:
+                    found[baudrate] = list(ids_models)
+        finally:
+            bus.link.close()
+        return found
+
+    # -- transactions -----------------------------------------------------------------------------------------
+
+    def _wire_time_s(self, n_bytes: int) -> float:
+        return n_bytes * 10.0 / self.link.baudrate
+
+    def _transact(self, request: bytes, expect_ids: Sequence[int], n_params: int | None,
+                  expect_extra_bytes: int = 0) -> dict[int, tuple[int, bytes]]:
+        """Send `request` and collect status packets from `expect_ids` (any order) until all came or time ran out.
+
+        Returns {id: (error, params)}. Packets from other ids, of the wrong length, or with a bad checksum are
+        dropped (counted in `corrupt_packets`).
+        """
+        link = self.link
+        if self._input_dirty:  # a previous transaction timed out: its late bytes must not be taken as replies
+            link.discard_input()
+            self._input_dirty = False
+        expected_bytes = len(expect_ids) * (self.status_overhead_bytes + (n_params or 0)) + expect_extra_bytes
+        deadline = time.perf_counter() + self._timeout_s + self._wire_time_s(len(request) + expected_bytes)
+        link.write(request)
+        got: dict[int, tuple[int, bytes]] = {}
+        if not expect_ids:
+            return got
+        wanted = set(expect_ids)
+        buffer = bytearray()
+        position = 0
+        decode = self._vendor_decode
+        unpack = self._vendor_unpack
+        while wanted:
+            chunk = link.read_some(deadline)
+            if not chunk:
+                self._input_dirty = True
+                break
+            buffer += chunk
+            while True:
+                try:
+                    packet, position = decode(buffer, position)
+                except self._checksum_error as exc:
+                    self.corrupt_packets += 1
+                    position = exc.end
+                    continue
+                if packet is None:
+                    break
+                servo_id, error, params = unpack(packet)
+                if servo_id in wanted and (n_params is None or len(params) == n_params):
+                    got[servo_id] = (error, params)
+                    wanted.discard(servo_id)
+        return got
+
+    def _exchange(self, build: Callable[[Sequence[int]], bytes], ids: Sequence[int], n_params: int | None, *,
+                  what: str, num_retry: int | None, raise_on_silence: bool = True) -> dict[int, tuple[int, bytes]]:
+        """`_transact` with retries that re-ask only the servos still missing."""
+        tries = 1 + (self.num_retry if num_retry is None else num_retry)
+        got: dict[int, tuple[int, bytes]] = {}
+        missing = list(ids)
+        corrupt_before = self.corrupt_packets
+        for attempt in range(tries):
+            if attempt:
+                self.retries += 1
+            got.update(self._transact(build(missing), missing, n_params))
+            missing = [i for i in missing if i not in got]
+            if not missing:
+                break
+        self._note_errors(got, what)
+        if missing and raise_on_silence:
+            raise ServoNotRespondingError(
+                motors={i: self._id_to_name_dict.get(i, f"id {i}") for i in missing}, port=self.port,
+                baudrate=self.link.baudrate, tries=tries, what=what,
+                corrupt_packets=self.corrupt_packets - corrupt_before,
+            )
+        return got
+
+    def _note_errors(self, got: dict[int, tuple[int, bytes]], what: str) -> None:
+        """Record state error bits per motor (warn on change); raise when an error means the command failed."""
+        for servo_id, (error, _) in got.items():
+            motor = self._id_to_name_dict.get(servo_id, f"id {servo_id}")
+            if not error:
+                if motor in self.status_errors:
+                    del self.status_errors[motor]
+                continue
+            failure, state = self._vendor_split_error(error)
+            if state and self.status_errors.get(motor) != state:
+                logger.warning("Servo '%s' (id %d) on %s reports %s", motor, servo_id, self.port, ", ".join(state))
+            if state:
+                self.status_errors[motor] = state
+            if failure:
+                raise ServoStatusError(motor=motor, servo_id=servo_id, errors=failure + state, port=self.port,
+                                       what=what)
+
+    # -- LeRobot's low-level API (used by LeRobot's setup_motor, calibration and robot code) ------------------
+
+    def _read(self, address: int, length: int, motor_id: int, *, num_retry: int | None = None,
+              raise_on_error: bool = True, err_msg: str = "") -> tuple[int, int, int]:
+        what = err_msg or f"read of {length} bytes at address {address}"
+        got = self._exchange(lambda _: self._vendor_read(motor_id, address, length), [motor_id], length,
+                             what=what, num_retry=num_retry, raise_on_silence=raise_on_error)
+        if motor_id not in got:
+            return 0, COMM_RX_TIMEOUT, 0
+        error, params = got[motor_id]
+        return self._vendor_from_bytes(params), COMM_SUCCESS, error
+
+    def _write(self, addr: int, length: int, motor_id: int, value: int, *, num_retry: int | None = None,
+               raise_on_error: bool = True, err_msg: str = "") -> tuple[int, int]:
+        data = self._vendor_to_bytes(value, length)
+        what = err_msg or f"write of {value} at address {addr}"
+        got = self._exchange(lambda _: self._vendor_write(motor_id, addr, data), [motor_id], None, what=what,
+                             num_retry=num_retry, raise_on_silence=raise_on_error)
+        if motor_id not in got:
+            return COMM_RX_TIMEOUT, 0
+        return COMM_SUCCESS, got[motor_id][0]
+
+    def _sync_read(self, addr: int, length: int, motor_ids: list[int], *, num_retry: int | None = None,
+                   raise_on_error: bool = True, err_msg: str = "") -> tuple[dict[int, int], int]:
+        got = self._exchange(lambda ids: self._vendor_sync_read(addr, length, ids), motor_ids, length,
+                             what=err_msg or f"sync read at address {addr}", num_retry=num_retry,
+                             raise_on_silence=raise_on_error)
+        values = {i: self._vendor_from_bytes(got[i][1]) for i in motor_ids if i in got}
+        return values, COMM_SUCCESS if len(values) == len(motor_ids) else COMM_RX_TIMEOUT
+
+    def _sync_write(self, addr: int, length: int, ids_values: dict[int, int], num_retry: int = 0,
+                    raise_on_error: bool = True, err_msg: str = "") -> int:
+        data = {i: self._vendor_to_bytes(v, length) for i, v in ids_values.items()}
+        self.link.write(self._vendor_sync_write(addr, length, data))
+        return COMM_SUCCESS
+
+    def _serialize_data(self, value: int, length: int) -> list[int]:
+        return list(self._vendor_to_bytes(value, length))
+
+    # -- public API -------------------------------------------------------------------------------------------
+
+    def ping(self, motor, num_retry: int = 0, raise_on_error: bool = False) -> int | None:
+        servo_id = self._get_motor_id(motor)
+        got = self._exchange(lambda _: self._vendor_ping(servo_id), [servo_id], None, what="ping",
+                             num_retry=num_retry, raise_on_silence=raise_on_error)
+        if servo_id not in got:
+            return None
+        return self._model_number_after_ping(servo_id, got[servo_id][1], raise_on_error)
+
+    def _model_number_after_ping(self, servo_id: int, params: bytes, raise_on_error: bool) -> int | None:
+        raise NotImplementedError
+
+    def _get_motor_id(self, motor) -> int:
+        return motor if isinstance(motor, int) else self.motors[motor].id
+
+    def _register(self, data_name: str, names: Sequence[str]) -> tuple[int, int]:
+        models = {self.motors[n].model for n in names}
+        address_sizes = set()
+        for model in models:
+            table = self.model_ctrl_table[model]
+            if data_name not in table:
+                raise KeyError(f"Servo model {model} has no register named {data_name!r}.")
+            address_sizes.add(table[data_name])
+        if len(address_sizes) != 1:
+            raise NotImplementedError(
+                f"{data_name!r} sits at different addresses on {sorted(models)}; read these motors separately."
+            )
+        return address_sizes.pop()
+
+    def _motor_names(self, motors) -> tuple[str, ...]:
+        if motors is None:
+            return tuple(self.motors)
+        if isinstance(motors, (str, int)):
+            motors = [motors]
+        return tuple(m if isinstance(m, str) else self._id_to_name(m) for m in motors)
+
+    def _read_plan(self, data_name: str, names: tuple[str, ...]) -> _ReadPlan:
+        key = (data_name, names)
+        plan = self._read_plans.get(key)
+        if plan is None:
+            address, length = self._register(data_name, names)
+            ids = tuple(self.motors[n].id for n in names)
+            sign = self._sign_decoder(data_name, names)
+            from_bytes = self._vendor_from_bytes
+            plan = _ReadPlan(address, length, ids, names, self._vendor_sync_read(address, length, ids),
+                             (lambda b: sign(from_bytes(b))) if sign else from_bytes)
+            self._read_plans[key] = plan
+        return plan
+
+    def _sign_decoder(self, data_name: str, names: Sequence[str]) -> Callable[[int], int] | None:
+        return None
+
+    def _sign_encoder(self, data_name: str, names: Sequence[str]) -> Callable[[int], int] | None:
+        return None
+
+    def read(self, data_name: str, motor: str, *, normalize: bool = True, num_retry: int | None = None):
+        return self.sync_read(data_name, [motor], normalize=normalize, num_retry=num_retry, _single=True)[motor]
+
+    def sync_read(self, data_name: str, motors=None, *, normalize: bool = True, num_retry: int | None = None,
+                  _single: bool = False) -> dict:
+        self._require_connected()
+        names = self._motor_names(motors)
+        plan = self._read_plan(data_name, names)
+        if _single:
+            servo_id = plan.ids[0]
+            build = lambda _: self._vendor_read(servo_id, plan.address, plan.length)  # noqa: E731
+        else:
+            self._assert_protocol_is_compatible("sync_read")
+            full = plan.request
+            build = lambda ids: full if len(ids) == len(plan.ids) else self._vendor_sync_read(  # noqa: E731
+                plan.address, plan.length, ids)
+        got = self._exchange(build, plan.ids, plan.length, what=f"reading {data_name}", num_retry=num_retry)
+        decode = plan.decode
+        raw = [decode(got[i][1]) for i in plan.ids]
+        if normalize and data_name in self.normalized_data:
+            return dict(zip(names, self._normalize_list(names, raw)))
+        return dict(zip(names, raw))
+
+    def write(self, data_name: str, motor: str, value, *, normalize: bool = True, num_retry: int | None = None):
+        self._require_connected()
+        names = (motor,)
+        address, length = self._register(data_name, names)
+        raw = self._to_raw(data_name, names, [value], normalize)[0]
+        servo_id = self.motors[motor].id
+        data = self._vendor_to_bytes(raw, length)
+        self._exchange(lambda _: self._vendor_write(servo_id, address, data), [servo_id], None,
+                       what=f"writing {data_name}={value}", num_retry=num_retry)
+
+    def sync_write(self, data_name: str, values, *, normalize: bool = True, num_retry: int | None = None) -> None:
+        self._require_connected()
+        self.link.write(self._sync_write_packet(data_name, values, normalize))
+
+    def sync_write_read(self, write_name: str, values: dict, read_name: str = "Present_Position", *,
+                        normalize: bool = True, num_retry: int | None = None) -> dict:
+        """Write one register on several motors and read another from all motors, in one USB transfer.
+
+        This is a control tick: goals out, positions back, one round trip. A retry re-reads only (the write
+        carries no reply and is not repeated).
+        """
+        self._require_connected()
+        names = tuple(self.motors)
+        plan = self._read_plan(read_name, names)
+        self._assert_protocol_is_compatible("sync_read")
+        combined = self._sync_write_packet(write_name, values, normalize) + plan.request
+        first = [True]
+
+        def build(ids):
+            if first[0]:
+                first[0] = False
+                return combined
+            return self._vendor_sync_read(plan.address, plan.length, ids)
+
+        got = self._exchange(build, plan.ids, plan.length, what=f"writing {write_name} and reading {read_name}",
+                             num_retry=num_retry)
+        raw = [plan.decode(got[i][1]) for i in plan.ids]
+        if normalize and read_name in self.normalized_data:
+            return dict(zip(names, self._normalize_list(names, raw)))
+        return dict(zip(names, raw))
+
+    def _sync_write_packet(self, data_name: str, values, normalize: bool) -> bytes:
+        if not isinstance(values, dict):
+            values = {m: values for m in self.motors}
+        names = tuple(m if isinstance(m, str) else self._id_to_name(m) for m in values)
+        address, length = self._register(data_name, names)
+        raws = self._to_raw(data_name, names, list(values.values()), normalize)
+        to_bytes = self._vendor_to_bytes
+        data = {self.motors[n].id: to_bytes(r, length) for n, r in zip(names, raws)}
+        return self._vendor_sync_write(address, length, data)
+
+    def _to_raw(self, data_name: str, names: Sequence[str], values: list, normalize: bool) -> list[int]:
+        if normalize and data_name in self.normalized_data:
+            raws = self._unnormalize_list(names, values)
+        else:
+            raws = [int(v) for v in values]
+        encode = self._sign_encoder(data_name, names)
+        return [encode(r) for r in raws] if encode else raws
+
+    def _require_connected(self) -> None:
+        if not self.link.is_open:
+            from lerobot.utils.errors import DeviceNotConnectedError
+
+            raise DeviceNotConnectedError(
+                f"{self.__class__.__name__}('{self.port}') is not connected. Call `connect()` first."
+            )
+
+    # -- normalisation: LeRobot's arithmetic exactly, with per-motor constants computed once -----------------
+
+    def _norm_constants(self, motor: str) -> tuple:
+        constants = self._norm_cache.get(motor)
+        if constants is None:
+            if not self._calibration:
+                raise RuntimeError(f"{self} has no calibration registered.")
+            cal = self._calibration[motor]
+            if cal.range_max == cal.range_min:
+                raise ValueError(f"Invalid calibration for motor '{motor}': min and max are equal.")
+            drive = bool(self.apply_drive_mode and cal.drive_mode)
+            max_res = self.model_resolution_table[self.motors[motor].model] - 1
+            constants = (self.motors[motor].norm_mode, cal.range_min, cal.range_max, drive, max_res)
+            self._norm_cache[motor] = constants
+        return constants
+
+    def _normalize_list(self, names: Sequence[str], raws: Sequence[int]) -> list[float]:
+        out = []
+        for motor, val in zip(names, raws):
+            mode, min_, max_, drive, max_res = self._norm_constants(motor)
+            if mode is MotorNormMode.DEGREES:
+                out.append((val - (min_ + max_) / 2) * 360 / max_res)
+                continue
+            bounded = min(max_, max(min_, val))
+            if mode is MotorNormMode.RANGE_M100_100:
+                norm = (((bounded - min_) / (max_ - min_)) * 200) - 100
+                out.append(-norm if drive else norm)
+            elif mode is MotorNormMode.RANGE_0_100:
+                norm = ((bounded - min_) / (max_ - min_)) * 100
+                out.append(100 - norm if drive else norm)
+            else:
+                raise NotImplementedError(mode)
+        return out
+
+    def _unnormalize_list(self, names: Sequence[str], values: Sequence[float]) -> list[int]:
+        out = []
+        for motor, val in zip(names, values):
+            mode, min_, max_, drive, max_res = self._norm_constants(motor)
+            if mode is MotorNormMode.DEGREES:
+                out.append(int((val * max_res / 360) + (min_ + max_) / 2))
+            elif mode is MotorNormMode.RANGE_M100_100:
+                val = -val if drive else val
+                bounded = min(100.0, max(-100.0, val))
+                out.append(int(((bounded + 100) / 200) * (max_ - min_) + min_))
+            elif mode is MotorNormMode.RANGE_0_100:
+                val = 100 - val if drive else val
+                bounded = min(100.0, max(0.0, val))
+                out.append(int((bounded / 100) * (max_ - min_) + min_))
+            else:
+                raise NotImplementedError(mode)
+        return out
+
+    def _normalize(self, ids_values: dict[int, int]) -> dict[int, float]:
+        names = [self._id_to_name(i) for i in ids_values]
+        return dict(zip(ids_values, self._normalize_list(names, list(ids_values.values()))))
+
+    def _unnormalize(self, ids_values: dict[int, float]) -> dict[int, int]:
+        names = [self._id_to_name(i) for i in ids_values]
+        return dict(zip(ids_values, self._unnormalize_list(names, list(ids_values.values()))))
+
+    # -- health -----------------------------------------------------------------------------------------------
+
+    def read_health(self, motors=None) -> dict[str, MotorHealth]:
+        """Temperature, voltage, load/current and error bits of every motor, in as few transactions as possible.
+
+        Silent servos come back with `responded=False` instead of raising, so a monitor can decide what to do.
+        """
+        raise NotImplementedError

@@ -1,0 +1,17 @@
+"""The one list of config modules that register our types into LeRobot.
+
+Each module below defines draccus-registered config classes only (robots, teleoperators, cameras, the
+policy). Keep this list free of modules that import torch model code or MuJoCo: LeRobot imports it on
+every `lerobot-*` start-up. A test asserts that importing it leaves `mujoco` and our model modules unloaded.
+"""
+
+import importlib
+
+CONFIG_MODULES: tuple[str, ...] = (
+    # Filled in as the arms, cameras and policy land; each entry is a config-only module.
+)
+
+
+def register_all() -> None:
+    for module_name in CONFIG_MODULES:
+        importlib.import_module(module_name)
