@@ -1,8 +1,7 @@
 """`lerobot-vla`: what stock LeRobot cannot do for a plugin (emulator, benchmarks, motor setup, ...).
 
 Every subcommand lives in its own module exposing `configure_parser(parser)` and `run(args) -> int`.
-Those modules must stay light at import time (heavy imports go inside `run`), because building the
-parser imports all of them.
+Only the module of the subcommand being run is imported, so `lerobot-vla find-port` never pays for torch.
 """
 
 from __future__ import annotations
@@ -18,22 +17,32 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lerobot-vla", description=__doc__.splitlines()[0])
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+def add_lazy_subcommands(parser: argparse.ArgumentParser, table: dict[str, tuple[str, str]], argv: list[str],
+                         dest: str) -> None:
+    """Register every entry of `table` as a subcommand, importing only the one named in `argv`."""
+    subparsers = parser.add_subparsers(dest=dest, metavar=dest.upper())
     subparsers.required = True
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in table.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        module.configure_parser(sub)
-        sub.set_defaults(_run=module.run)
+        if name == selected:
+            sub.remaining_argv = argv[argv.index(name) + 1:]  # for subcommands that nest their own table
+            module = importlib.import_module(module_name)
+            module.configure_parser(sub)
+            sub.set_defaults(**{f"_run_{dest}": module.run})
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lerobot-vla", description=__doc__.splitlines()[0])
+    add_lazy_subcommands(parser, SUBCOMMANDS, argv, "command")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        return int(args._run_command(args) or 0)
     except KeyboardInterrupt:
         return 130
 

@@ -28,20 +28,23 @@ class LinkFaults:
     truncate_rate: float = 0.0
     delay_rate: float = 0.0
     delay_s: float = 0.05
+    reorder_rate: float = 0.0  # shuffle the replies of one multi-servo transaction
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("drop_rate", "corrupt_rate", "truncate_rate", "delay_rate"):
+        for name in ("drop_rate", "corrupt_rate", "truncate_rate", "delay_rate", "reorder_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}={value} must be a probability between 0 and 1")
         self._rng = random.Random(self.seed)
 
     def any(self) -> bool:
-        return any((self.drop_rate, self.corrupt_rate, self.truncate_rate, self.delay_rate))
+        return any((self.drop_rate, self.corrupt_rate, self.truncate_rate, self.delay_rate, self.reorder_rate))
 
     def apply(self, replies: list[tuple[float, bytes]]) -> list[tuple[float, bytes]]:
         rng = self._rng
+        if len(replies) > 1 and rng.random() < self.reorder_rate:
+            replies = rng.sample(replies, len(replies))
         out = []
         for delay_s, data in replies:
             if rng.random() < self.drop_rate:

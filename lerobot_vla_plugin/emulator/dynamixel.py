@@ -17,6 +17,8 @@ _EEPROM_END = 64
 _RPM_UNIT = 0.229
 _ACCEL_UNIT_RPM2 = 214.577
 _FAST_ACCELERATION = 1_000_000.0
+_PRESENT_AREA_START = 120  # Present_* and other computed registers live from here on
+_STATUS_ADDRESS = 70
 _STALL_CURRENT_MA = 1500.0  # only scales Present_Current
 
 
@@ -32,11 +34,11 @@ class DynamixelServo:
         self.actuator = actuator or ServoMotion(position_steps=float(initial_position))
         self.thermal = Thermal()
         self.memory = ControlTableMemory(256, spec.registers.values())
+        self._now_s = 0.0
         self._factory_reset(option=0xFF)
         self.memory.set_raw("ID", servo_id, persist=True)
         self.power_cycle()
         self._pending_reg_write: tuple[int, bytes] | None = None
-        self._now_s = 0.0
         self._overload_since_s: float | None = None
 
     @property
@@ -141,7 +143,6 @@ class DynamixelServo:
                 self._raise_hardware_error(dp.HardwareError.OVERLOAD)
         else:
             self._overload_since_s = None
-        self._refresh_present()
 
     def _raise_hardware_error(self, bit: int) -> None:
         self.hardware_error |= int(bit)
@@ -186,7 +187,8 @@ class DynamixelServo:
     # -- instructions -----------------------------------------------------------------------------------------
 
     def read(self, address: int, length: int) -> bytes:
-        self._refresh_present()
+        if address + length > _PRESENT_AREA_START or address <= _STATUS_ADDRESS < address + length:
+            self._refresh_present()  # computed registers are only brought up to date when someone reads them
         return bytes(self.memory.data[address : address + length])
 
     def write(self, address: int, data: bytes) -> int:

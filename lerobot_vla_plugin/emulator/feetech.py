@@ -14,6 +14,8 @@ from lerobot_vla_plugin.motors.feetech.tables import ModelSpec
 from .servo import ControlTableMemory, ServoEnvironment, ServoMotion, Thermal
 
 _FAST_ACCELERATION = 1_000_000.0  # Acceleration = 0 means "no limit"
+_PRESENT_AREA_START = 56  # Present_* and other computed registers live from here on
+_STATUS_ADDRESS = 65
 STALL_CURRENT_A = 2.7  # STS3215 12 V variant, secondary figure; only scales Present_Current
 
 
@@ -27,12 +29,12 @@ class FeetechServo:
         self.actuator = actuator or ServoMotion(position_steps=float(initial_position))
         self.thermal = Thermal()
         self.memory = ControlTableMemory(256, spec.registers.values(), big_endian=spec.big_endian)
+        self._now_s = 0.0
+        self._overload_since_s: float | None = None
+        self._pending_reg_write: tuple[int, bytes] | None = None
         self._factory_reset(keep_id=None)
         self.memory.set_raw("ID", servo_id, persist=True)
         self.power_cycle()
-        self._overload_since_s: float | None = None
-        self._pending_reg_write: tuple[int, bytes] | None = None
-        self._now_s = 0.0
 
     # -- identity ---------------------------------------------------------------------------------------------
 
@@ -119,7 +121,6 @@ class FeetechServo:
         load = self.actuator.load_fraction
         self.thermal.advance(dt, load)
         self._protect(now_s, load)
-        self._refresh_present()
 
     def _supply_voltage_v(self) -> float:
         forced = self.env.faults.supply_voltage_v
@@ -197,7 +198,8 @@ class FeetechServo:
     # -- instructions -----------------------------------------------------------------------------------------
 
     def read(self, address: int, length: int) -> bytes:
-        self._refresh_present()
+        if address + length > _PRESENT_AREA_START or address <= _STATUS_ADDRESS < address + length:
+            self._refresh_present()  # computed registers are only brought up to date when someone reads them
         return bytes(self.memory.data[address : address + length])
 
     def write(self, address: int, data: bytes) -> None:

@@ -199,7 +199,7 @@ class ServoBus(MotorsBus):
         return n_bytes * 10.0 / self.link.baudrate
 
     def _transact(self, request: bytes, expect_ids: Sequence[int], n_params: int | None,
-                  expect_extra_bytes: int = 0) -> dict[int, tuple[int, bytes]]:
+                  expect_extra_bytes: int = 0, decode=None) -> dict[int, tuple[int, bytes]]:
         """Send `request` and collect status packets from `expect_ids` (any order) until all came or time ran out.
 
         Returns {id: (error, params)}. Packets from other ids, of the wrong length, or with a bad checksum are
@@ -218,7 +218,7 @@ class ServoBus(MotorsBus):
         wanted = set(expect_ids)
         buffer = bytearray()
         position = 0
-        decode = self._vendor_decode
+        decode = decode or self._vendor_decode
         unpack = self._vendor_unpack
         while wanted:
             chunk = link.read_some(deadline)

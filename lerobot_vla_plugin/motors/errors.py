@@ -49,4 +49,7 @@ _ERROR_ADVICE = {
     "overload": "The joint is blocked or carries too much load: free it, then power-cycle or reboot the servo.",
     "overcurrent": "The motor drew too much current: check for a blocked joint or a short.",
     "angle": "The magnetic encoder reports a fault: the servo may need replacement.",
+    "access": "EEPROM registers (Dynamixel addresses below 64) can only be written with torque off: disable "
+    "torque first. Read-only registers cannot be written at all.",
+    "data": "The value is outside what the register accepts: check the value and the servo model's limits.",
 }

@@ -62,7 +62,12 @@ class SerialLink:
             if self._fd is not None:
                 view = memoryview(data)
                 while view:
-                    written = os.write(self._fd, view)
+                    try:
+                        written = os.write(self._fd, view)
+                    except BlockingIOError:  # the driver's buffer is full: wait until the line drains
+                        if not select.select((), (self._fd,), (), 1.0)[1]:
+                            raise OSError(errno.ETIMEDOUT, "output stalled for 1 s") from None
+                        continue
                     view = view[written:]
             else:
                 self._serial.write(data)
@@ -71,6 +76,11 @@ class SerialLink:
                 f"Writing to {self.port} failed ({exc}). The USB adapter was probably unplugged or lost power; "
                 "reconnect it and restart."
             ) from exc
+
+    def drain(self) -> None:
+        """Block until the driver has handed every written byte to the device."""
+        if self._serial is not None:
+            self._serial.flush()
 
     def read_some(self, deadline: float) -> bytes:
         """Whatever arrives before `deadline` (perf_counter seconds); b"" on timeout."""

@@ -1,0 +1,262 @@
+"""FeetechBus and DynamixelBus against the stateful emulator on a real pty: the LeRobot bus API and robustness."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import pytest
+from conftest import SO_JOINTS, calibration, koch_motors, so_motors
+
+from lerobot_vla_plugin.emulator.bus import EmulatedBus, LinkFaults
+from lerobot_vla_plugin.motors.dynamixel.bus import DynamixelBus
+from lerobot_vla_plugin.motors.errors import PortUnavailableError, ServoNotRespondingError, ServoStatusError
+from lerobot_vla_plugin.motors.feetech.bus import FeetechBus
+
+ARMS = {"feetech": ("so101", FeetechBus, so_motors), "dynamixel": ("koch-follower", DynamixelBus, koch_motors)}
+
+
+def wait_until(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.fixture(params=sorted(ARMS))
+def rig(request):
+    """(emulator, connected bus) for each protocol."""
+    arm, bus_cls, motors = ARMS[request.param]
+    with EmulatedBus.for_arm(arm) as emulator:
+        bus = bus_cls(emulator.port, motors(), calibration())
+        bus.connect()
+        yield emulator, bus
+        if bus.is_connected:
+            bus.disconnect(disable_torque=False)
+
+
+def test_sync_read_returns_every_motor_and_matches_the_servo_state(rig):
+    emulator, bus = rig
+    emulator.servo(3).actuator.position_steps = 1234.0
+    raw = bus.sync_read("Present_Position", normalize=False)
+    assert list(raw) == list(SO_JOINTS)
+    assert raw["elbow_flex"] == 1234
+    assert raw["shoulder_pan"] == 2048
+
+
+def test_normalisation_is_lerobots_arithmetic(rig):
+    """Datasets must be interchangeable with LeRobot's: same degrees / 0-100 values for the same raw steps."""
+    from lerobot.motors.motors_bus import MotorsBus
+
+    _, bus = rig
+    rng = random.Random(0)
+    for _ in range(200):
+        ids_values = {i: rng.randrange(0, 4096) for i in range(1, 7)}
+        ours = bus._normalize(dict(ids_values))
+        theirs = MotorsBus._normalize(bus, dict(ids_values))
+        assert ours == theirs
+        back_ours = bus._unnormalize(dict(ours))
+        back_theirs = MotorsBus._unnormalize(bus, dict(theirs))
+        assert back_ours == back_theirs
+
+
+def test_goal_moves_the_joint_only_with_torque_on(rig):
+    emulator, bus = rig
+    bus.write("Goal_Position", "elbow_flex", 3000, normalize=False)
+    time.sleep(0.05)
+    assert bus.read("Present_Position", "elbow_flex", normalize=False) == 2048  # torque off: nothing moves
+    bus.enable_torque("elbow_flex")
+    assert wait_until(lambda: bus.read("Present_Position", "elbow_flex", normalize=False) == 3000)
+
+
+def test_torque_on_drives_to_the_stored_goal_like_a_real_servo(rig):
+    """The classic jump on connect: the servo goes to whatever Goal_Position holds when torque comes on."""
+    emulator, bus = rig
+    bus.write("Goal_Position", "wrist_flex", 2600, normalize=False)
+    emulator.servo(4).actuator.hand_position_steps = 1500.0  # someone moves the limp joint by hand
+    assert wait_until(lambda: bus.read("Present_Position", "wrist_flex", normalize=False) == 1500)
+    emulator.servo(4).actuator.hand_position_steps = None
+    bus.enable_torque("wrist_flex")
+    assert wait_until(lambda: bus.read("Present_Position", "wrist_flex", normalize=False) == 2600)
+
+
+def test_sync_write_read_is_one_transfer_that_writes_and_reads(rig):
+    emulator, bus = rig
+    bus.enable_torque()
+    before = emulator._link.bytes_received
+    positions = bus.sync_write_read("Goal_Position", {m: 10.0 for m in SO_JOINTS if m != "gripper"})
+    assert set(positions) == set(SO_JOINTS)
+    assert wait_until(lambda: abs(bus.read("Present_Position", "shoulder_pan") - 10.0) < 0.2)
+    assert emulator._link.bytes_received > before
+
+
+def test_sync_read_accepts_replies_in_any_order(rig):
+    emulator, bus = rig
+    emulator.faults = LinkFaults(reorder_rate=1.0, seed=3)
+    for servo in emulator.servos:
+        servo.actuator.position_steps = 1000.0 + servo.id
+    for _ in range(20):
+        raw = bus.sync_read("Present_Position", normalize=False)
+        assert raw == {j: 1001 + i for i, j in enumerate(SO_JOINTS)}
+
+
+def test_lost_and_corrupt_replies_are_retried_and_never_returned(rig):
+    emulator, bus = rig
+    for servo in emulator.servos:
+        servo.actuator.position_steps = 1500.0 + servo.id
+    emulator.faults = LinkFaults(drop_rate=0.15, corrupt_rate=0.15, seed=7)
+    bus.num_retry = 6
+    expected = {j: 1501 + i for i, j in enumerate(SO_JOINTS)}
+    for _ in range(40):
+        assert bus.sync_read("Present_Position", normalize=False) == expected
+    assert bus.retries > 0
+    assert bus.corrupt_packets > 0
+
+
+def test_a_silent_servo_raises_one_clear_error_naming_it(rig):
+    emulator, bus = rig
+    emulator.servo(4).env.faults.silent = True
+    with pytest.raises(ServoNotRespondingError) as info:
+        bus.sync_read("Present_Position")
+    message = str(info.value)
+    assert "'wrist_flex' (id 4)" in message and emulator.port in message and "1000000 baud" in message
+    assert "after 3 tries" in message  # default: 2 retries
+    assert info.value.motors == {4: "wrist_flex"}
+
+
+def test_health_reports_every_motor_and_survives_a_silent_one(rig):
+    emulator, bus = rig
+    emulator.servo(2).thermal.temperature_c = 61.0
+    emulator.servo(5).env.faults.silent = True
+    health = bus.read_health()
+    assert set(health) == set(SO_JOINTS)
+    assert health["shoulder_lift"].temperature_c == 61.0
+    assert health["shoulder_lift"].voltage_v > 4.0
+    assert not health["wrist_roll"].responded
+
+
+def test_calibration_round_trip_and_half_turn_homing(rig):
+    emulator, bus = rig
+    emulator.servo(1).actuator.position_steps = 1000.0
+    offsets = bus.set_half_turn_homings(["shoulder_pan"])
+    assert bus.read("Present_Position", "shoulder_pan", normalize=False) == 2047
+    stored = bus.read_calibration()
+    assert stored["shoulder_pan"].homing_offset == offsets["shoulder_pan"]
+    bus.write_calibration(calibration(range_min=700, range_max=3300, homing_offset=0))
+    assert bus.is_calibrated
+    assert bus.read_calibration()["gripper"].range_max == 3300
+
+
+def test_unplugged_adapter_gives_a_port_error():
+    with EmulatedBus.for_arm("so101") as emulator:
+        bus = FeetechBus(emulator.port, so_motors(), calibration())
+        bus.connect()
+        emulator.unplug()
+        with pytest.raises(PortUnavailableError) as info:
+            bus.sync_read("Present_Position")
+        assert "unplugged" in str(info.value)
+        bus.link.close()
+
+
+def test_missing_port_names_the_port_and_the_fix():
+    bus = FeetechBus("/dev/ttyNOPE0", so_motors())
+    with pytest.raises(ConnectionError) as info:
+        bus.connect()
+    assert "/dev/ttyNOPE0 does not exist" in str(info.value) and "find-port" in str(info.value)
+
+
+def test_handshake_reports_missing_and_wrong_servos(so101_emulator):
+    so101_emulator.servo(6).env.faults.silent = True
+    bus = FeetechBus(so101_emulator.port, so_motors())
+    with pytest.raises(RuntimeError) as info:
+        bus.connect()
+    assert "Missing motor IDs" in str(info.value) and "6" in str(info.value)
+    assert not bus.is_connected
+
+
+def test_feetech_error_bits_are_reported_with_the_motor_name(feetech_bus, so101_emulator, caplog):
+    so101_emulator.servo(3).env.faults.latched_error_bits = 0x20  # overload
+    with caplog.at_level(logging.WARNING):
+        feetech_bus.sync_read("Present_Position")
+    assert feetech_bus.status_errors == {"elbow_flex": ["overload"]}
+    assert "elbow_flex" in caplog.text and "overload" in caplog.text
+    so101_emulator.servo(3).env.faults.latched_error_bits = 0
+    feetech_bus.sync_read("Present_Position")
+    assert feetech_bus.status_errors == {}
+
+
+def test_feetech_voltage_outside_the_variant_limits_sets_the_voltage_bit(feetech_bus, so101_emulator):
+    so101_emulator.servo(1).env.faults.supply_voltage_v = 16.0
+    health = feetech_bus.read_health(["shoulder_pan"])
+    assert "input voltage" in health["shoulder_pan"].errors
+    assert health["shoulder_pan"].voltage_v == 16.0
+
+
+def test_dynamixel_eeprom_write_with_torque_on_fails_with_the_motor_named(dynamixel_bus):
+    dynamixel_bus.enable_torque("gripper")
+    with pytest.raises(ServoStatusError) as info:
+        dynamixel_bus.write("Homing_Offset", "gripper", 10)
+    assert "'gripper' (id 6)" in str(info.value) and "access error" in str(info.value)
+    assert "torque off" in str(info.value)
+
+
+def test_dynamixel_fast_sync_read_matches_sync_read(koch_emulator):
+    for servo in koch_emulator.servos:
+        servo.actuator.position_steps = 900.0 + 7 * servo.id
+    bus = DynamixelBus(koch_emulator.port, koch_motors(), calibration(), fast_sync_read=True)
+    bus.connect()
+    try:
+        assert bus.sync_read("Present_Position", normalize=False) == {
+            j: 907 + 7 * i for i, j in enumerate(SO_JOINTS)}
+    finally:
+        bus.disconnect(disable_torque=False)
+
+
+def test_dynamixel_value_with_stuffing_bytes_round_trips(dynamixel_bus, koch_emulator):
+    """A homing offset whose bytes hold FF FF FD must be stuffed on the way out (the vendor SDK's bug)."""
+    value = int.from_bytes(b"\x00\xff\xff\xfd", "little", signed=True)
+    dynamixel_bus.write("Homing_Offset", "elbow_flex", value, normalize=False)
+    assert dynamixel_bus.read("Homing_Offset", "elbow_flex", normalize=False) == value
+    assert koch_emulator.servo(3).memory.get_raw("Homing_Offset") == int.from_bytes(b"\x00\xff\xff\xfd", "little")
+
+
+def test_dynamixel_hardware_alert_latches_until_reboot(dynamixel_bus, koch_emulator):
+    servo = koch_emulator.servo(2)
+    dynamixel_bus.enable_torque("shoulder_lift")
+    servo.thermal.temperature_c = 90.0  # above Temperature_Limit
+    assert wait_until(lambda: "overheating" in " ".join(dynamixel_bus.read_health(["shoulder_lift"])["shoulder_lift"].errors))
+    assert "shoulder_lift" in dynamixel_bus.status_errors
+    assert not servo.torque_enabled  # Shutdown includes overheating by default
+    servo.thermal.temperature_c = 30.0
+    dynamixel_bus.reboot("shoulder_lift")
+    assert dynamixel_bus.read_health(["shoulder_lift"])["shoulder_lift"].errors == []
+
+
+@pytest.mark.parametrize("protocol", sorted(ARMS))
+def test_scan_port_and_setup_motor_give_a_fresh_servo_its_id_and_baud(protocol):
+    """A factory-fresh servo (id 1, factory baud) becomes id 5 at 1 Mbps through LeRobot's setup_motor flow."""
+    from lerobot_vla_plugin.emulator.arms import ARMS as ARM_SLOTS
+    from lerobot_vla_plugin.emulator.arms import build_servo
+    from lerobot_vla_plugin.emulator.dynamixel import DynamixelBusLogic
+    from lerobot_vla_plugin.emulator.feetech import FeetechBusLogic
+
+    arm, bus_cls, motors = ARMS[protocol]
+    slot = ARM_SLOTS[arm][1][4]  # wrist_roll, id 5
+    factory_baud = 1_000_000 if protocol == "feetech" else 57_600
+    fresh_slot = type(slot)(slot.joint, 1, slot.model, slot.supply_voltage_v, slot.voltage_limits_tenths)
+    fresh = build_servo(protocol, fresh_slot, baudrate=factory_baud)
+    logic = (FeetechBusLogic if protocol == "feetech" else DynamixelBusLogic)([fresh])
+    class QuickScanBus(bus_cls):  # a full scan waits a broadcast window at every rate, down to 4800 baud
+        available_baudrates = [115_200, factory_baud, 500_000 if protocol == "feetech" else 2_000_000]
+
+    with EmulatedBus(logic) as emulator:
+        assert QuickScanBus.scan_port(emulator.port) == {factory_baud: [1]}
+        bus = bus_cls(emulator.port, {"wrist_roll": motors()["wrist_roll"]})
+        bus.setup_motor("wrist_roll")
+        assert fresh.id == 5 and fresh.baudrate == 1_000_000
+        bus.link.close()
+        fresh.power_cycle()  # survives a power cycle: the ID was saved to EEPROM
+        assert fresh.id == 5
