@@ -11,7 +11,6 @@ import time
 import pytest
 from conftest import SO_JOINTS, calibration, koch_motors, so_motors
 
-from lerobot_vla_plugin.emulator.bus import EmulatedBus
 
 
 def wait_until(condition, timeout_s: float = 5.0) -> bool:

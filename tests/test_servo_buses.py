@@ -116,6 +116,20 @@ def test_lost_and_corrupt_replies_are_retried_and_never_returned(rig):
     assert bus.corrupt_packets > 0
 
 
+def test_truncated_and_late_replies_are_retried(rig):
+    """A late reply (beyond the timeout) must not be mistaken for the answer to the next request."""
+    emulator, bus = rig
+    for servo in emulator.servos:
+        servo.actuator.position_steps = 2500.0 - servo.id
+    emulator.faults = LinkFaults(truncate_rate=0.1, delay_rate=0.1, delay_s=0.04, seed=11)
+    bus.num_retry = 6
+    expected = {j: 2499 - i for i, j in enumerate(SO_JOINTS)}
+    for _ in range(25):
+        assert bus.sync_read("Present_Position", normalize=False) == expected
+        assert bus.read("Present_Position", "gripper", normalize=False) == 2494
+    assert bus.retries > 0
+
+
 def test_a_silent_servo_raises_one_clear_error_naming_it(rig):
     emulator, bus = rig
     emulator.servo(4).env.faults.silent = True

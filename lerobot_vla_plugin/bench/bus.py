@@ -64,23 +64,29 @@ def _motors(protocol: str):
     return motors, calibration
 
 
-def _time(fn, iterations: int) -> list[float]:
-    for _ in range(min(50, iterations)):
-        fn()
+def _time(fn, iterations: int) -> tuple[list[float], int]:
+    """Per-call durations, and how many calls raised a communication error (timed like any other call)."""
+    failures = 0
     samples = []
     clock = time.perf_counter
-    for _ in range(iterations):
+    for i in range(min(50, iterations) + iterations):
         start = clock()
-        fn()
-        samples.append(clock() - start)
-    return samples
+        try:
+            fn()
+        except ConnectionError:
+            failures += i >= 50
+        if i >= 50:
+            samples.append(clock() - start)
+    return samples, failures
 
 
-def _stats(samples: list[float]) -> dict:
+def _stats(measured: tuple[list[float], int]) -> dict:
+    samples, failures = measured
     ordered = sorted(samples)
     p50 = statistics.median(ordered)
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return {"per_s": 1.0 / statistics.fmean(ordered), "p50_us": p50 * 1e6, "p99_us": p99 * 1e6}
+    return {"per_s": 1.0 / statistics.fmean(ordered), "p50_us": p50 * 1e6, "p99_us": p99 * 1e6,
+            "failures": failures}
 
 
 def _packet_sizes(protocol: str) -> tuple[int, int, int]:
@@ -123,7 +129,7 @@ def _bare(port: str, protocol: str, iterations: int) -> dict:
         def round_trip():
             ser.write(request)
             if len(ser.read(reply_len)) != reply_len:
-                raise RuntimeError("bare round trip timed out")
+                raise ConnectionError("bare round trip timed out")
         return _stats(_time(round_trip, iterations))
     finally:
         ser.close()
@@ -138,8 +144,10 @@ def _ours(port: str, protocol: str, iterations: int) -> dict[str, dict]:
     bus = Bus(port, motors, calibration)
     bus.connect()
     try:
+        bus.configure_motors()  # as a robot does at connect: Return_Delay_Time = 0
         present = bus.sync_read("Present_Position")
         goals = dict(present)
+
         def write_and_drain():
             bus.sync_write("Goal_Position", goals)
             bus.link.drain()
@@ -173,6 +181,7 @@ def _lerobot(port: str, protocol: str, iterations: int) -> dict[str, dict]:
     bus = Bus(port, motors, calibration)
     bus.connect()
     try:
+        bus.configure_motors()
         present = bus.sync_read("Present_Position")
         goals = dict(present)
         results = {"sync_read": _stats(_time(lambda: bus.sync_read("Present_Position"), iterations)),
@@ -197,8 +206,8 @@ def _lerobot(port: str, protocol: str, iterations: int) -> dict[str, dict]:
 
 def measure(protocol: str, timing: bool, iterations: int, usb_latency_ms: float) -> dict:
     with emulator_process(CONFIGS[protocol], timing, usb_latency_ms) as port:
-        return {"bare": _bare(port, protocol, iterations), "ours": _ours(port, protocol, iterations),
-                "lerobot": _lerobot(port, protocol, iterations)}
+        ours = _ours(port, protocol, iterations)  # also configures the servos (Return_Delay_Time = 0) for all
+        return {"ours": ours, "bare": _bare(port, protocol, iterations), "lerobot": _lerobot(port, protocol, iterations)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -222,7 +231,9 @@ def run(args: argparse.Namespace) -> int:
                 o, l = r["ours"][op], r["lerobot"][op]
                 print(f"{protocol:<10} {'on' if timing else 'off':<6} {op:<11} {o['per_s']:>8.0f} {o['p50_us']:>8.0f} "
                       f"{o['p99_us']:>8.0f} {l['per_s']:>9.0f} {l['p50_us']:>8.0f} {l['p99_us']:>8.0f} "
-                      f"{o['per_s'] / l['per_s']:>7.2f}x")
+                      f"{o['per_s'] / l['per_s']:>7.2f}x"
+                      + (f"  failed calls: ours {o['failures']}, LeRobot {l['failures']}"
+                         if o["failures"] or l["failures"] else ""))
             bare = r["bare"]["p50_us"]
             ours_over = r["ours"]["sync_read"]["p50_us"] - bare
             lerobot_over = r["lerobot"]["sync_read"]["p50_us"] - bare

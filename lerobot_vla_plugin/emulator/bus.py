@@ -144,6 +144,8 @@ class EmulatedBus:
                     start = end
                     break
                 replies = self.logic.handle(packet, baudrate, self.clock())
+                if not self.timing.enabled:  # return delays are part of the timing model
+                    replies = [(0.0, data) for _, data in replies]
                 self.packets_handled += 1
                 if self.faults.any():
                     replies = self.faults.apply(replies)

@@ -55,7 +55,7 @@ class _ReadPlan:
     ids: tuple[int, ...]
     names: tuple[str, ...]
     request: bytes
-    decode: Callable[[bytes], int]
+    sign: Callable[[int], int] | None  # sign decoding of the register, None when unsigned
 
 
 class ServoBus(MotorsBus):
@@ -83,6 +83,7 @@ class ServoBus(MotorsBus):
         self._timeout_s = (timeout_ms if timeout_ms is not None else self.default_timeout) / 1000.0
         self._read_plans: dict[tuple, _ReadPlan] = {}
         self._input_dirty = False
+        self._pending_bytes = b""
         self.status_errors: dict[str, list[str]] = {}
         self.corrupt_packets = 0
         self.retries = 0
@@ -198,6 +199,35 @@ class ServoBus(MotorsBus):
     def _wire_time_s(self, n_bytes: int) -> float:
         return n_bytes * 10.0 / self.link.baudrate
 
+    def _vendor_parse_exact(self, buffer: bytes, ids: Sequence[int], n_params: int) -> list[int] | None:
+        """Values from a reply burst laid out exactly as expected (every servo, in order, no error bits), else
+        None. The common case of a healthy bus, checked without building packet objects."""
+        return None
+
+    def _fast_sync_read(self, plan: _ReadPlan) -> list[int] | None:
+        """One sync read on the hot path: write, read the expected byte count, parse it in one go.
+
+        Returns None when anything is unusual (short or extra bytes, an error bit, a bad checksum); the caller
+        then runs the general path, which keeps whatever arrived and retries only the missing servos.
+        """
+        link = self.link
+        expected = len(plan.ids) * (self.status_overhead_bytes + plan.length)
+        deadline = time.perf_counter() + self._timeout_s + self._wire_time_s(len(plan.request) + expected)
+        link.write(plan.request)
+        buffer = link.read_some(deadline)
+        while 0 < len(buffer) < expected:
+            chunk = link.read_some(deadline)
+            if not chunk:
+                break
+            buffer += chunk
+        values = self._vendor_parse_exact(buffer, plan.ids, plan.length) if len(buffer) == expected else None
+        if values is None:
+            self._pending_bytes = buffer
+            return None
+        if self.status_errors:
+            self._note_errors({i: (0, b"") for i in plan.ids}, "")
+        return values
+
     def _transact(self, request: bytes, expect_ids: Sequence[int], n_params: int | None,
                   expect_extra_bytes: int = 0, decode=None) -> dict[int, tuple[int, bytes]]:
         """Send `request` and collect status packets from `expect_ids` (any order) until all came or time ran out.
@@ -211,21 +241,26 @@ class ServoBus(MotorsBus):
             self._input_dirty = False
         expected_bytes = len(expect_ids) * (self.status_overhead_bytes + (n_params or 0)) + expect_extra_bytes
         deadline = time.perf_counter() + self._timeout_s + self._wire_time_s(len(request) + expected_bytes)
-        link.write(request)
+        if request:
+            link.write(request)
         got: dict[int, tuple[int, bytes]] = {}
         if not expect_ids:
             return got
         wanted = set(expect_ids)
-        buffer = bytearray()
+        buffer = bytearray(self._pending_bytes)  # bytes a failed fast path already read for this request
+        self._pending_bytes = b""
         position = 0
         decode = decode or self._vendor_decode
         unpack = self._vendor_unpack
+        first = bool(buffer)
         while wanted:
-            chunk = link.read_some(deadline)
-            if not chunk:
-                self._input_dirty = True
-                break
-            buffer += chunk
+            if not first:
+                chunk = link.read_some(deadline)
+                if not chunk:
+                    self._input_dirty = True
+                    break
+                buffer += chunk
+            first = False
             while True:
                 try:
                     packet, position = decode(buffer, position)
@@ -241,6 +276,36 @@ class ServoBus(MotorsBus):
                     wanted.discard(servo_id)
         return got
 
+    def _collect_broadcast(self, request: bytes, reply_bytes: int) -> list:
+        """Send a broadcast request and decode every reply within the protocol's full answer window.
+
+        Servos answer a broadcast PING one after another, the vendor SDKs budget up to ~3 ms per possible ID,
+        so the window is waited out in full: stopping at the first quiet gap would miss high IDs on a real bus.
+        """
+        if self._input_dirty:
+            self.link.discard_input()
+        window_s = self._wire_time_s(reply_bytes * 253) + 0.003 * 253 + 0.016
+        deadline = time.perf_counter() + window_s
+        self.link.write(request)
+        buffer, position, packets = bytearray(), 0, []
+        while True:
+            chunk = self.link.read_some(deadline)
+            if not chunk:
+                break
+            buffer += chunk
+            while True:
+                try:
+                    packet, position = self._vendor_decode(buffer, position)
+                except self._checksum_error as exc:
+                    self.corrupt_packets += 1
+                    position = exc.end
+                    continue
+                if packet is None:
+                    break
+                packets.append(packet)
+        self._input_dirty = False
+        return packets
+
     def _exchange(self, build: Callable[[Sequence[int]], bytes], ids: Sequence[int], n_params: int | None, *,
                   what: str, num_retry: int | None, raise_on_silence: bool = True) -> dict[int, tuple[int, bytes]]:
         """`_transact` with retries that re-ask only the servos still missing."""
@@ -251,7 +316,9 @@ class ServoBus(MotorsBus):
         for attempt in range(tries):
             if attempt:
                 self.retries += 1
-            got.update(self._transact(build(missing), missing, n_params))
+            # After a failed fast path, the first pass only parses the bytes it already read (no new request).
+            request = b"" if attempt == 0 and self._pending_bytes else build(missing)
+            got.update(self._transact(request, missing, n_params))
             missing = [i for i in missing if i not in got]
             if not missing:
                 break
@@ -363,10 +430,8 @@ class ServoBus(MotorsBus):
         if plan is None:
             address, length = self._register(data_name, names)
             ids = tuple(self.motors[n].id for n in names)
-            sign = self._sign_decoder(data_name, names)
-            from_bytes = self._vendor_from_bytes
             plan = _ReadPlan(address, length, ids, names, self._vendor_sync_read(address, length, ids),
-                             (lambda b: sign(from_bytes(b))) if sign else from_bytes)
+                             self._sign_decoder(data_name, names))
             self._read_plans[key] = plan
         return plan
 
@@ -377,24 +442,32 @@ class ServoBus(MotorsBus):
         return None
 
     def read(self, data_name: str, motor: str, *, normalize: bool = True, num_retry: int | None = None):
-        return self.sync_read(data_name, [motor], normalize=normalize, num_retry=num_retry, _single=True)[motor]
+        return self._read_registers(data_name, (motor,), normalize, num_retry, single=True)[motor]
 
-    def sync_read(self, data_name: str, motors=None, *, normalize: bool = True, num_retry: int | None = None,
-                  _single: bool = False) -> dict:
+    def sync_read(self, data_name: str, motors=None, *, normalize: bool = True,
+                  num_retry: int | None = None) -> dict:
+        return self._read_registers(data_name, self._motor_names(motors), normalize, num_retry, single=False)
+
+    def _read_registers(self, data_name: str, names: tuple[str, ...], normalize: bool, num_retry: int | None,
+                        single: bool) -> dict:
+        """READ (one motor) or SYNC_READ (several), decoded and optionally normalised, in motor order."""
         self._require_connected()
-        names = self._motor_names(motors)
         plan = self._read_plan(data_name, names)
-        if _single:
+        raw = None
+        if single:
             servo_id = plan.ids[0]
             build = lambda _: self._vendor_read(servo_id, plan.address, plan.length)  # noqa: E731
         else:
             self._assert_protocol_is_compatible("sync_read")
+            raw = None if self._input_dirty else self._fast_sync_read(plan)
             full = plan.request
             build = lambda ids: full if len(ids) == len(plan.ids) else self._vendor_sync_read(  # noqa: E731
                 plan.address, plan.length, ids)
-        got = self._exchange(build, plan.ids, plan.length, what=f"reading {data_name}", num_retry=num_retry)
-        decode = plan.decode
-        raw = [decode(got[i][1]) for i in plan.ids]
+        if raw is None:
+            got = self._exchange(build, plan.ids, plan.length, what=f"reading {data_name}", num_retry=num_retry)
+            raw = [self._vendor_from_bytes(got[i][1]) for i in plan.ids]
+        if plan.sign is not None:
+            raw = [plan.sign(v) for v in raw]
         if normalize and data_name in self.normalized_data:
             return dict(zip(names, self._normalize_list(names, raw)))
         return dict(zip(names, raw))
@@ -435,7 +508,9 @@ class ServoBus(MotorsBus):
 
         got = self._exchange(build, plan.ids, plan.length, what=f"writing {write_name} and reading {read_name}",
                              num_retry=num_retry)
-        raw = [plan.decode(got[i][1]) for i in plan.ids]
+        raw = [self._vendor_from_bytes(got[i][1]) for i in plan.ids]
+        if plan.sign is not None:
+            raw = [plan.sign(v) for v in raw]
         if normalize and read_name in self.normalized_data:
             return dict(zip(names, self._normalize_list(names, raw)))
         return dict(zip(names, raw))

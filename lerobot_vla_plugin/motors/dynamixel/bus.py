@@ -65,6 +65,24 @@ class DynamixelBus(ServoBus):
     def _vendor_unpack(packet):
         return packet.servo_id, packet.error or 0, packet.params
 
+    def _vendor_parse_exact(self, buffer, ids, n_params):
+        if self.fast_sync_read:
+            return None
+        size = 11 + n_params
+        length_field = (n_params + 4).to_bytes(2, "little")
+        values = []
+        offset = 0
+        for servo_id in ids:
+            packet = buffer[offset : offset + size]
+            # A stuffed reply is longer than `size`, so it fails these checks and takes the general path.
+            if (packet[:4] != dp.HEADER or packet[4] != servo_id or packet[5:7] != length_field
+                    or packet[7] != dp.STATUS or packet[8]
+                    or dp.crc16(packet[:-2]) != packet[-2] | packet[-1] << 8):
+                return None
+            values.append(int.from_bytes(packet[9 : 9 + n_params], "little"))
+            offset += size
+        return values
+
     def _vendor_split_error(self, error: int):
         failure = dp.describe_error(error & 0x7F) if error & 0x7F else []
         state = ["hardware alert (see Hardware_Error_Status)"] if error & dp.ALERT_BIT else []
@@ -141,33 +159,12 @@ class DynamixelBus(ServoBus):
         self._assert_motors_exist()
 
     def broadcast_ping(self, num_retry: int = 0, raise_on_error: bool = False) -> dict[int, int] | None:
-        """Collect broadcast-PING replies until a quiet gap (not the SDK's fixed ~800 ms wait)."""
-        import time
-
+        """{id: model number} of every servo answering a broadcast PING (14-byte replies carry the model)."""
         found: dict[int, int] = {}
         for _ in range(1 + num_retry):
-            if self._input_dirty:
-                self.link.discard_input()
-            self.link.write(dp.ping(dp.BROADCAST_ID))
-            deadline = time.perf_counter() + self._timeout_s + self._wire_time_s(14 * 253)
-            buffer, position = bytearray(), 0
-            while True:
-                quiet = min(deadline, time.perf_counter() + self._timeout_s)
-                chunk = self.link.read_some(quiet if found else deadline)
-                if not chunk:
-                    break
-                buffer += chunk
-                while True:
-                    try:
-                        packet, position = dp.decode_packet(buffer, position)
-                    except dp.CRCError as exc:
-                        position = exc.end
-                        continue
-                    if packet is None:
-                        break
-                    if packet.error is not None and len(packet.params) >= 2:
-                        found[packet.servo_id] = packet.params[0] | packet.params[1] << 8
-            self._input_dirty = True
+            for packet in self._collect_broadcast(dp.ping(dp.BROADCAST_ID), 14):
+                if packet.error is not None and len(packet.params) >= 2:
+                    found[packet.servo_id] = packet.params[0] | packet.params[1] << 8
             if found:
                 break
         if not found:

@@ -16,7 +16,7 @@ from lerobot.motors.motors_bus import Motor, MotorCalibration
 from ..bus_base import MotorHealth, ServoBus
 from . import protocol as fp
 from .tables import MODEL_BAUDRATE_TABLE, MODEL_CONTROL_TABLE, MODEL_ENCODING_TABLE, MODEL_NUMBER_TABLE
-from .tables import MODEL_PROTOCOL, MODEL_RESOLUTION, MODELS, SCAN_BAUDRATES
+from .tables import MODEL_PROTOCOL, MODEL_RESOLUTION, SCAN_BAUDRATES
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,20 @@ class FeetechBus(ServoBus):
     @staticmethod
     def _vendor_unpack(packet):
         return packet.servo_id, packet.code, packet.params
+
+    def _vendor_parse_exact(self, buffer, ids, n_params):
+        size = 6 + n_params
+        order = "big" if self._big_endian else "little"
+        values = []
+        offset = 0
+        for servo_id in ids:
+            if (buffer[offset] != 0xFF or buffer[offset + 1] != 0xFF or buffer[offset + 2] != servo_id
+                    or buffer[offset + 3] != n_params + 2 or buffer[offset + 4]
+                    or ~sum(buffer[offset + 2 : offset + size - 1]) & 0xFF != buffer[offset + size - 1]):
+                return None
+            values.append(int.from_bytes(buffer[offset + 5 : offset + 5 + n_params], order))
+            offset += size
+        return values
 
     def _vendor_split_error(self, error: int):
         return [], fp.describe_error(error)
@@ -157,32 +171,8 @@ class FeetechBus(ServoBus):
         return models
 
     def _collect_broadcast_ping(self) -> dict[int, int]:
-        import time
-
-        if self._input_dirty:
-            self.link.discard_input()
-            self._input_dirty = False
-        self.link.write(fp.ping(fp.BROADCAST_ID))
-        # Up to 253 replies of 6 bytes; stop after a quiet gap once some arrived.
-        deadline = time.perf_counter() + self._timeout_s + self._wire_time_s(6 * 253)
-        buffer, position, found = bytearray(), 0, {}
-        while True:
-            quiet_deadline = min(deadline, time.perf_counter() + (self._timeout_s if found else deadline))
-            chunk = self.link.read_some(quiet_deadline)
-            if not chunk:
-                break
-            buffer += chunk
-            while True:
-                try:
-                    packet, position = fp.decode_packet(buffer, position)
-                except fp.ChecksumError as exc:
-                    position = exc.end
-                    continue
-                if packet is None:
-                    break
-                found[packet.servo_id] = packet.code
-        self._input_dirty = True
-        return found
+        """{id: error byte} of every servo answering a broadcast PING (6-byte replies)."""
+        return {p.servo_id: p.code for p in self._collect_broadcast(fp.ping(fp.BROADCAST_ID), 6) if not p.params}
 
     def _find_single_motor(self, motor: str, initial_baudrate: int | None = None) -> tuple[int, int]:
         model = self.motors[motor].model
