@@ -9,6 +9,7 @@ import importlib
 
 CONFIG_MODULES: tuple[str, ...] = (
     # Filled in as the arms, cameras and policy land; each entry is a config-only module.
+    "lerobot_vla_plugin.cameras.config_virtual_camera",
 )
 
 

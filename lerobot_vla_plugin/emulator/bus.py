@@ -11,12 +11,15 @@ The host side can be any program that opens a serial port: our drivers, LeRobot'
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 from dataclasses import dataclass
 
 from .link import PtyLink, TimingModel
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,6 +77,7 @@ class EmulatedBus:
         self._buffer = bytearray()
         self.packets_handled = 0
         self.bad_packets = 0
+        self.handler_errors = 0
         self._link = PtyLink(self._on_bytes, self.timing)
 
     @classmethod
@@ -143,7 +147,12 @@ class EmulatedBus:
                 if packet is None:
                     start = end
                     break
-                replies = self.logic.handle(packet, baudrate, self.clock())
+                try:
+                    replies = self.logic.handle(packet, baudrate, self.clock())
+                except Exception:  # a bug in one servo model must not silence the whole bus
+                    self.handler_errors += 1
+                    logger.exception("emulated bus %s failed to handle %r", self.port, packet)
+                    replies = []
                 if not self.timing.enabled:  # return delays are part of the timing model
                     replies = [(0.0, data) for _, data in replies]
                 self.packets_handled += 1

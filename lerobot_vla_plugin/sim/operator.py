@@ -1,0 +1,233 @@
+"""A simulated human teleoperator that solves the pick-and-place task by moving the leader arm.
+
+Demonstrations for imitation learning must vary like a person's do, or a policy learns one path by
+heart. So each plan draws its own waypoint offsets, grasp heading, speeds, pauses and a slight hand
+tremor from the given generator, while staying inside the motions that reliably work: a top-down
+grasp, a lift above the bowl rim, a gentle drop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lerobot_vla_plugin.sim.kinematics import TopDownIK
+from lerobot_vla_plugin.sim.so101 import (
+    BOWL_FLOOR_Z_M,
+    CUBE_HALF_SIZE_M,
+    PAN_AXIS_XY,
+    REST_POSE,
+    TASKS,
+    SO101Sim,
+)
+
+_SAMPLE_PERIOD_S = 0.01  # plan resolution; targets in between are interpolated linearly
+# A 2.5 cm cube stops the jaws at about 0.2 rad; the operator closes the leader a little further, enough
+# to hold the cube firmly but well short of crushing it (which would trip the gripper's overload protection).
+_GRIPPER_SQUEEZE_RAD = (0.1, 0.14)
+_BOWL_OUTER_RADIUS_M = 0.0615
+_IK_TOLERANCE_M = 0.003
+_ARM_JOINTS = 5
+
+
+def _min_jerk(s: np.ndarray | float) -> np.ndarray | float:
+    """Minimum-jerk time scaling: the bell-shaped speed profile of human point-to-point reaching."""
+    return 10 * s**3 - 15 * s**4 + 6 * s**5
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+def _cylindrical(pos: np.ndarray) -> tuple[float, float, float]:
+    rel = pos[:2] - PAN_AXIS_XY
+    return float(np.hypot(*rel)), float(math.atan2(rel[1], rel[0])), float(pos[2])
+
+
+class ScriptedOperator:
+    """Plans one pick-and-place demonstration for `task_key` and replays it as joint targets over time."""
+
+    def __init__(self, sim: SO101Sim, task_key: str, rng: np.random.Generator):
+        if task_key not in TASKS:
+            raise KeyError(f"unknown task {task_key!r}; choose one of {sorted(TASKS)}")
+        self.sim = sim
+        self.task_key = task_key
+        self.rng = rng
+        self._ik = TopDownIK(sim.model)
+        self._times: np.ndarray | None = None
+        self._targets: np.ndarray | None = None
+
+    # -- public ----------------------------------------------------------------------------------------
+    @property
+    def duration_s(self) -> float:
+        return float(self._require_plan()[0][-1])
+
+    def done(self, t_s: float) -> bool:
+        return t_s >= self.duration_s
+
+    def target_at(self, t_s: float) -> np.ndarray:
+        """Joint targets (6,) in radians, `t_s` seconds after the plan starts; holds the last pose after the end."""
+        times, targets = self._require_plan()
+        t = float(np.clip(t_s, 0.0, times[-1]))
+        index = min(int(np.searchsorted(times, t, side="right")) - 1, len(times) - 2)
+        frac = (t - times[index]) / (times[index + 1] - times[index])
+        q = targets[index] + frac * (targets[index + 1] - targets[index])
+        q[:_ARM_JOINTS] += self._tremor(t)
+        return q
+
+    def plan(self) -> None:
+        """Build the whole motion from where the cubes and bowl are now and where the arm is now."""
+        rng = self.rng
+        objects = self.sim.object_positions()
+        cube = objects[f"{self.task_key}_cube"]
+        other = objects["blue_cube" if self.task_key == "red" else "red_cube"]
+        bowl = objects["bowl"]
+        pace = rng.uniform(0.8, 1.25)  # some people are simply faster than others
+
+        def duration(low: float, high: float) -> float:
+            return rng.uniform(low, high) * pace
+
+        # Tremor: two small sines per joint, like an unsteady hand on the leader arm.
+        self._tremor_amp = rng.uniform(0.0005, 0.003, size=(2, _ARM_JOINTS))
+        self._tremor_freq = rng.uniform(1.0, 5.0, size=(2, _ARM_JOINTS))
+        self._tremor_phase = rng.uniform(0, 2 * np.pi, size=(2, _ARM_JOINTS))
+
+        grasp_yaw = self._grasp_heading(cube, other, bowl) + rng.normal(0.0, 0.03)
+        # Along the closing direction the operator aims carefully (the fixed jaw must clear the cube);
+        # across it a few millimetres do not matter.
+        closing = np.array([math.cos(grasp_yaw), math.sin(grasp_yaw)])
+        across = np.array([-closing[1], closing[0]])
+        grasp_xy = cube[:2] + closing * rng.uniform(-0.0015, 0.0015) + across * rng.uniform(-0.003, 0.003)
+        grasp_z = cube[2] + rng.uniform(0.002, 0.005)
+        above_z = cube[2] + rng.uniform(0.04, 0.055)
+        carry_z = rng.uniform(0.058, 0.068)
+        gripper_open = rng.uniform(0.5, 0.75)
+        gripper_squeeze = rng.uniform(*_GRIPPER_SQUEEZE_RAD)
+
+        drop_direction = rng.uniform(-np.pi, np.pi)
+        drop_xy = bowl[:2] + rng.uniform(0, 0.012) * np.array([math.cos(drop_direction), math.sin(drop_direction)])
+        drop_z = BOWL_FLOOR_Z_M + CUBE_HALF_SIZE_M + rng.uniform(0.012, 0.022)
+        _, cube_angle, _ = _cylindrical(cube)
+        _, drop_angle, _ = _cylindrical(np.r_[drop_xy, 0.0])
+        # The operator keeps the wrist still while swinging over, so the heading turns with the pan.
+        drop_yaw = grasp_yaw + (drop_angle - cube_angle) + rng.normal(0.0, 0.05)
+
+        start = self.sim.joint_positions()
+        self._samples_t = [0.0]
+        self._samples_q = [start.copy()]
+        self._pose: tuple[np.ndarray, float] | None = None
+
+        pre_grasp = (np.r_[grasp_xy, above_z], grasp_yaw)
+        self._move_joints_to_pose(pre_grasp, gripper_open, duration(1.2, 1.9))
+        self._hold(duration(0.1, 0.4))
+        self._move_cartesian((np.r_[grasp_xy, grasp_z], grasp_yaw), gripper_open, duration(0.7, 1.1))
+        self._hold(duration(0.05, 0.3))
+        self._hold(duration(0.35, 0.6), gripper=gripper_squeeze)
+        self._hold(duration(0.15, 0.35))
+        self._move_cartesian((np.r_[grasp_xy, carry_z], grasp_yaw), gripper_squeeze, duration(0.7, 1.1))
+        self._move_cartesian((np.r_[drop_xy, carry_z], drop_yaw), gripper_squeeze, duration(1.1, 1.9))
+        self._hold(duration(0.0, 0.25))
+        self._move_cartesian((np.r_[drop_xy, drop_z], drop_yaw), gripper_squeeze, duration(0.5, 0.9))
+        self._hold(duration(0.3, 0.6), gripper=rng.uniform(0.45, 0.7))
+        self._hold(duration(0.1, 0.4))
+        self._move_cartesian((np.r_[drop_xy, carry_z], drop_yaw), None, duration(0.5, 0.9))
+        rest = REST_POSE.copy()
+        rest[:_ARM_JOINTS] += rng.normal(0.0, 0.02, size=_ARM_JOINTS)
+        self._move_joints(rest, duration(1.2, 1.9))
+        self._hold(duration(0.3, 0.6))
+
+        self._times = np.array(self._samples_t)
+        self._targets = np.array(self._samples_q)
+        del self._samples_t, self._samples_q, self._pose
+
+    # -- planning helpers ------------------------------------------------------------------------------
+    def _grasp_heading(self, cube: np.ndarray, other: np.ndarray, bowl: np.ndarray) -> float:
+        """Jaw closing heading aligned with two cube faces, reachable with little wrist roll, and with the
+        swinging moving jaw kept away from the bowl rim and the other cube."""
+        _, cube_angle, _ = _cylindrical(cube)
+        cube_yaw = self.sim.cube_yaw(self.task_key)
+        candidates = []
+        for k in range(4):
+            heading = cube_angle + _wrap(cube_yaw + k * math.pi / 2 - cube_angle)
+            direction = np.array([math.cos(heading), math.sin(heading)])
+            moving_jaw_xy = cube[:2] + 0.045 * direction
+            blocked = (
+                np.linalg.norm(moving_jaw_xy - bowl[:2]) < _BOWL_OUTER_RADIUS_M + 0.012
+                or np.linalg.norm(moving_jaw_xy - other[:2]) < 0.035
+            )
+            candidates.append((blocked, abs(heading - cube_angle), heading))
+        return min(candidates)[2]
+
+    def _solve(self, pose: tuple[np.ndarray, float], initial_q: np.ndarray) -> np.ndarray:
+        position, yaw = pose
+        q, error = self._ik.solve(position, yaw, initial_q)
+        if error > _IK_TOLERANCE_M:
+            # Out of reach pointing straight down: let the gripper tilt rather than miss the point.
+            q, error = self._ik.solve(position, yaw, q, rotation_weight_m=0.01)
+        if error > _IK_TOLERANCE_M:
+            raise RuntimeError(
+                f"operator cannot reach {np.round(position, 3).tolist()} (IK error {error * 1000:.1f} mm); "
+                "objects must lie inside the arm's workspace"
+            )
+        return q
+
+    def _append(self, duration_s: float, targets: list[np.ndarray]) -> None:
+        for q in targets:
+            self._samples_t.append(self._samples_t[-1] + duration_s / len(targets))
+            self._samples_q.append(q)
+
+    def _steps(self, duration_s: float) -> np.ndarray:
+        n = max(1, math.ceil(duration_s / _SAMPLE_PERIOD_S))
+        return np.arange(1, n + 1) / n
+
+    def _hold(self, duration_s: float, gripper: float | None = None) -> None:
+        start = self._samples_q[-1]
+        end = start.copy()
+        if gripper is not None:
+            end[-1] = gripper
+        self._append(duration_s, [start + (end - start) * _min_jerk(s) for s in self._steps(duration_s)])
+
+    def _move_joints(self, end: np.ndarray, duration_s: float) -> None:
+        start = self._samples_q[-1]
+        self._append(duration_s, [start + (end - start) * _min_jerk(s) for s in self._steps(duration_s)])
+        self._pose = None
+
+    def _move_joints_to_pose(self, pose: tuple[np.ndarray, float], gripper: float, duration_s: float) -> None:
+        position, _ = pose
+        _, angle, _ = _cylindrical(position)
+        # Seed the solve with a forward-reaching, elbow-up posture facing the target.
+        seed = np.array([-angle, 0.0, 0.4, 1.3, 0.0])
+        end = np.r_[self._solve(pose, seed), gripper]
+        self._move_joints(end, duration_s)
+        self._pose = (np.asarray(position, dtype=np.float64), float(pose[1]))
+
+    def _move_cartesian(self, pose: tuple[np.ndarray, float], gripper: float | None, duration_s: float) -> None:
+        """Straight in height and radius, arc-shaped around the base, so carries never cut past the base."""
+        if self._pose is None:
+            raise RuntimeError("a Cartesian move needs a known start pose; move to a pose first")
+        (start_pos, start_yaw), (end_pos, end_yaw) = self._pose, pose
+        r0, a0, z0 = _cylindrical(start_pos)
+        r1, a1, z1 = _cylindrical(end_pos)
+        a1 = a0 + _wrap(a1 - a0)
+        q = self._samples_q[-1].copy()
+        g0 = q[-1]
+        g1 = g0 if gripper is None else gripper
+        targets = []
+        for s in self._steps(duration_s):
+            m = _min_jerk(s)
+            r, a, z = r0 + (r1 - r0) * m, a0 + (a1 - a0) * m, z0 + (z1 - z0) * m
+            position = np.array([PAN_AXIS_XY[0] + r * math.cos(a), PAN_AXIS_XY[1] + r * math.sin(a), z])
+            arm = self._solve((position, start_yaw + (end_yaw - start_yaw) * m), q[:_ARM_JOINTS])
+            q = np.r_[arm, g0 + (g1 - g0) * m]
+            targets.append(q)
+        self._append(duration_s, targets)
+        self._pose = (np.asarray(end_pos, dtype=np.float64), float(end_yaw))
+
+    def _tremor(self, t_s: float) -> np.ndarray:
+        return (self._tremor_amp * np.sin(2 * np.pi * self._tremor_freq * t_s + self._tremor_phase)).sum(axis=0)
+
+    def _require_plan(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._times is None or self._targets is None:
+            raise RuntimeError("ScriptedOperator.plan() must be called before asking for targets")
+        return self._times, self._targets
