@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("lerobot_vla_plugin.emulator.cli", "serve a virtual servo bus on a pseudo-terminal"),
     "bench": ("lerobot_vla_plugin.bench.cli", "benchmarks side by side with LeRobot's built-ins"),
+    "dataset-report": ("lerobot_vla_plugin.workflow.dataset_report", "quality gate for a recorded dataset"),
 }
 
 
