@@ -54,7 +54,9 @@ def test_emulate_dynamixel_arm_and_protocol_check():
 
 
 def test_bench_bus_runs_and_prints_ratios():
-    out = subprocess.run([str(BIN / "lerobot-vla"), "bench", "bus", "--protocol", "feetech", "--iterations", "30",
-                          "--iterations-timed", "10"], capture_output=True, text=True, timeout=300, check=True).stdout
+    run = subprocess.run([str(BIN / "lerobot-vla"), "bench", "bus", "--protocol", "feetech", "--iterations", "30",
+                          "--iterations-timed", "10"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
     assert "sync_read" in out and "tick" in out and "speed-up" in out
     assert out.count("feetech") >= 6  # 3 operations x timing off/on

@@ -13,6 +13,18 @@ from conftest import SO_JOINTS, calibration, koch_motors, so_motors
 
 
 
+def _patient(port_handler) -> None:
+    """Give the SDK's reply timeout a margin, as LeRobot does for its Feetech port (`patch_setPacketTimeout`):
+    the SDK's own ~34 ms is shorter than a busy 2-core test machine can promise."""
+    original = port_handler.setPacketTimeout
+
+    def set_packet_timeout(packet_length):
+        original(packet_length)
+        port_handler.packet_timeout += 250  # ms
+
+    port_handler.setPacketTimeout = set_packet_timeout
+
+
 def wait_until(condition, timeout_s: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -27,6 +39,7 @@ def scs(so101_emulator):
     import scservo_sdk
 
     port = scservo_sdk.PortHandler(so101_emulator.port)
+    _patient(port)
     assert port.openPort() and port.setBaudRate(1_000_000)
     yield scservo_sdk, port, scservo_sdk.PacketHandler(0)
     port.closePort()
@@ -37,6 +50,7 @@ def dxl(koch_emulator):
     import dynamixel_sdk
 
     port = dynamixel_sdk.PortHandler(koch_emulator.port)
+    _patient(port)
     assert port.openPort() and port.setBaudRate(1_000_000)
     yield dynamixel_sdk, port, dynamixel_sdk.PacketHandler(2.0)
     port.closePort()
@@ -177,6 +191,7 @@ def test_lerobot_feetech_bus_works_against_the_emulator(so101_emulator):
     from lerobot.motors.feetech import FeetechMotorsBus
 
     bus = FeetechMotorsBus(so101_emulator.port, so_motors(), calibration())
+    _patient(bus.port_handler)
     bus.connect()  # handshake: ping every id, compare firmware versions
     try:
         assert bus.is_calibrated is False
@@ -195,6 +210,7 @@ def test_lerobot_dynamixel_bus_works_against_the_emulator(koch_emulator):
     from lerobot.motors.dynamixel import DynamixelMotorsBus
 
     bus = DynamixelMotorsBus(koch_emulator.port, koch_motors(), calibration())
+    _patient(bus.port_handler)
     bus.connect()
     try:
         bus.write_calibration(calibration())
@@ -215,6 +231,7 @@ def test_lerobot_and_our_bus_read_the_same_values(so101_emulator):
     for servo in so101_emulator.servos:
         servo.actuator.position_steps = 1200.0 + 111 * servo.id
     theirs = FeetechMotorsBus(so101_emulator.port, so_motors(), calibration())
+    _patient(theirs.port_handler)
     theirs.connect()
     lerobot_values = theirs.sync_read("Present_Position")
     theirs.disconnect(disable_torque=False)

@@ -15,6 +15,7 @@ Vendor subclasses provide packet builders, the decoder and value encoding throug
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +62,10 @@ class _ReadPlan:
 class ServoBus(MotorsBus):
     """Base of FeetechBus / DynamixelBus. Not used directly."""
 
-    default_timeout = 25  # ms to wait for a status packet beyond its wire time; real servos answer in < 1 ms
+    # ms to wait for a status packet beyond its wire time. Real servos answer in < 1 ms; the margin covers USB
+    # adapters (an FTDI latency timer defaults to 16 ms). LEROBOT_VLA_BUS_TIMEOUT_MS overrides it, e.g. on a
+    # machine so loaded that replies are read late.
+    default_timeout = int(os.environ.get("LEROBOT_VLA_BUS_TIMEOUT_MS", "25"))
     status_overhead_bytes = 6  # bytes of a status packet that are not parameters (vendor sets it)
 
     def __init__(
