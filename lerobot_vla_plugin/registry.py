@@ -9,6 +9,7 @@ import importlib
 
 CONFIG_MODULES: tuple[str, ...] = (
     # Filled in as the arms, cameras and policy land; each entry is a config-only module.
+    "lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla",
     "lerobot_vla_plugin.robots.so_follower.config_so_follower", "lerobot_vla_plugin.robots.koch_follower.config_koch_follower", "lerobot_vla_plugin.teleoperators.so_leader.config_so_leader", "lerobot_vla_plugin.teleoperators.koch_leader.config_koch_leader",
     "lerobot_vla_plugin.cameras.config_virtual_camera",
 )

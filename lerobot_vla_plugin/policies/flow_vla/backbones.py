@@ -1,0 +1,176 @@
+"""The two prefix encoders behind `FlowVLAConfig.backbone`: images + instruction + state → prefix tokens.
+
+Both return `(tokens, mask)` with tokens (batch, length, out_dim) and mask (batch, length) bool, True for
+real tokens. The action expert only ever sees this interface.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
+from lerobot_vla_plugin.policies.flow_vla.layers import EncoderLayer
+from lerobot_vla_plugin.policies.flow_vla.tokenizer import BYTE_VOCAB_SIZE
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1),
+        nn.GroupNorm(min(8, out_channels), out_channels),
+        nn.GELU(approximate="tanh"),
+    )
+
+
+class SmallPrefixEncoder(nn.Module):
+    """Compact CNN per camera (shared weights, per-camera embedding) + byte-text embedding + state token,
+    fused by a small transformer. Trainable from scratch on a CPU."""
+
+    def __init__(self, config: FlowVLAConfig):
+        super().__init__()
+        dim = config.dim_model
+        height, width = config.image_size
+        channels = (3, *config.image_encoder_channels)
+        downsampling = 2 ** len(channels)  # every block and the final projection halve the resolution
+        if height % downsampling or width % downsampling:
+            raise ValueError(
+                f"image_size {tuple(config.image_size)} must be a multiple of {downsampling} on both sides "
+                "(e.g. 96x128 or 128x128)."
+            )
+        self.image_encoder = nn.Sequential(
+            *[conv_block(channels[i], channels[i + 1]) for i in range(len(channels) - 1)],
+            nn.Conv2d(channels[-1], dim, kernel_size=3, stride=2, padding=1),
+        )
+        grid = (height // downsampling) * (width // downsampling)
+        self.image_position = nn.Parameter(torch.randn(grid, dim) * 0.02)
+        self.camera_embedding = nn.Embedding(config.max_cameras, dim)
+        self.token_embedding = nn.Embedding(BYTE_VOCAB_SIZE, dim)
+        self.text_position = nn.Parameter(torch.randn(config.tokenizer_max_length, dim) * 0.02)
+        self.state_proj = nn.Linear(config.max_state_dim, dim)
+        self.layers = nn.ModuleList(
+            EncoderLayer(dim, config.n_heads, config.dim_feedforward_multiplier, config.dropout)
+            for _ in range(config.n_prefix_layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.out_dim = dim
+        self.image_size = tuple(config.image_size)
+
+    def encode_images(self, images: list[Tensor]) -> Tensor:
+        """images: one (batch, 3, H, W) tensor in [0, 1] per camera, already resized."""
+        batch = images[0].shape[0]
+        stacked = torch.cat(images, dim=0)  # one conv pass for all cameras
+        features = self.image_encoder((stacked - 0.5) / 0.25)
+        features = features.flatten(2).transpose(1, 2) + self.image_position
+        features = features.view(len(images), batch, *features.shape[1:])
+        camera = self.camera_embedding.weight[: len(images), None, None, :]
+        return (features + camera).transpose(0, 1).reshape(batch, -1, features.shape[-1])
+
+    def forward(
+        self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor, state: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        batch = lang_tokens.shape[0]
+        parts, masks = [], []
+        if images:
+            image_tokens = self.encode_images(images)
+            parts.append(image_tokens)
+            masks.append(torch.ones(image_tokens.shape[:2], dtype=torch.bool, device=image_tokens.device))
+        length = lang_tokens.shape[1]
+        parts.append(self.token_embedding(lang_tokens) + self.text_position[:length])
+        masks.append(lang_mask.bool())
+        if state is not None:
+            parts.append(self.state_proj(state)[:, None, :])
+            masks.append(torch.ones(batch, 1, dtype=torch.bool, device=state.device))
+        tokens, mask = torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+        attention_mask = mask[:, None, None, :]
+        for layer in self.layers:
+            tokens = layer(tokens, attention_mask)
+        return self.norm(tokens), mask
+
+
+class PretrainedPrefixEncoder(nn.Module):
+    """A SmolVLM-style model from `transformers` (Hub id or local dir): vision tower + connector + the first
+    `num_backbone_layers` decoder layers. The vision tower is frozen by default."""
+
+    def __init__(self, config: FlowVLAConfig):
+        super().__init__()
+        from transformers import AutoConfig, AutoModelForImageTextToText
+
+        source = str(config.pretrained_backbone)
+        try:
+            backbone_config = AutoConfig.from_pretrained(source)
+        except OSError as error:
+            raise OSError(
+                f"Could not load the backbone config from '{source}'. Pass a local directory or a Hub id that "
+                "is reachable (or cached, with HF_HUB_OFFLINE=1). Original error: " + str(error)
+            ) from error
+        text_config = getattr(backbone_config, "text_config", None)
+        if text_config is None or getattr(backbone_config, "vision_config", None) is None:
+            raise ValueError(
+                f"'{source}' is a {backbone_config.model_type} model; flow_vla needs a vision-language model "
+                "with vision_config and text_config (SmolVLM/Idefics3 style)."
+            )
+        text_config.num_hidden_layers = min(config.num_backbone_layers, text_config.num_hidden_layers)
+        if config.load_backbone_weights:
+            full = AutoModelForImageTextToText.from_pretrained(source, config=backbone_config)
+        else:
+            full = AutoModelForImageTextToText.from_config(backbone_config)
+        inner = full.model
+        for name in ("vision_model", "connector", "text_model"):
+            if not hasattr(inner, name):
+                raise ValueError(f"'{source}' has no '{name}'; flow_vla supports SmolVLM/Idefics3-style models.")
+        self.vision_model = inner.vision_model
+        self.connector = inner.connector
+        self.text_model = inner.text_model
+        self.text_model.layers = self.text_model.layers[: text_config.num_hidden_layers]
+        del full  # drops the LM head
+        hidden = text_config.hidden_size
+        self.state_proj = nn.Linear(config.max_state_dim, hidden)
+        self.vision_image_size = int(backbone_config.vision_config.image_size)
+        self.out_dim = hidden
+        if config.freeze_vision_encoder:
+            for param in [*self.vision_model.parameters(), *self.connector.parameters()]:
+                param.requires_grad_(False)
+        if not config.train_backbone_text_layers:
+            for param in self.text_model.parameters():
+                param.requires_grad_(False)
+
+    def encode_images(self, images: list[Tensor]) -> Tensor:
+        batch = images[0].shape[0]
+        size = self.vision_image_size
+        stacked = torch.cat(images, dim=0)
+        stacked = F.interpolate(stacked, size=(size, size), mode="bilinear", align_corners=False) * 2.0 - 1.0
+        dtype = next(self.vision_model.parameters()).dtype
+        patch_mask = torch.ones(
+            stacked.shape[0], size // self.vision_model.config.patch_size, size // self.vision_model.config.patch_size,
+            dtype=torch.bool, device=stacked.device,
+        )
+        hidden = self.vision_model(pixel_values=stacked.to(dtype), patch_attention_mask=patch_mask).last_hidden_state
+        tokens = self.connector(hidden)
+        tokens = tokens.view(len(images), batch, *tokens.shape[1:])
+        return tokens.transpose(0, 1).reshape(batch, -1, tokens.shape[-1])
+
+    def forward(
+        self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor, state: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        batch = lang_tokens.shape[0]
+        embed = self.text_model.get_input_embeddings()
+        parts, masks = [], []
+        if images:
+            image_tokens = self.encode_images(images).to(embed.weight.dtype)
+            parts.append(image_tokens)
+            masks.append(torch.ones(image_tokens.shape[:2], dtype=torch.bool, device=image_tokens.device))
+        parts.append(embed(lang_tokens))
+        masks.append(lang_mask.bool())
+        if state is not None:
+            parts.append(self.state_proj(state).to(embed.weight.dtype)[:, None, :])
+            masks.append(torch.ones(batch, 1, dtype=torch.bool, device=state.device))
+        tokens, mask = torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+        hidden = self.text_model(inputs_embeds=tokens, attention_mask=mask.long()).last_hidden_state
+        return hidden.float(), mask
+
+
+def make_prefix_encoder(config: FlowVLAConfig) -> nn.Module:
+    if config.backbone == "pretrained":
+        return PretrainedPrefixEncoder(config)
+    return SmallPrefixEncoder(config)

@@ -1,0 +1,220 @@
+"""Configuration of `flow_vla`, a flow-matching vision-language-action policy.
+
+This module is imported on every `lerobot-*` start-up (through the registration package), so it must stay
+light: dataclasses and LeRobot config types only, never the torch model code in `modeling_flow_vla`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.configs.types import NormalizationMode
+from lerobot.optim.optimizers import AdamWConfig
+from lerobot.optim.schedulers import CosineDecayWithWarmupSchedulerConfig
+from lerobot.policies.rtc.configuration_rtc import RTCConfig
+
+SMALL_BACKBONE = "small"
+PRETRAINED_BACKBONE = "pretrained"
+BYTE_TOKENIZER = "bytes"
+
+
+@PreTrainedConfig.register_subclass("flow_vla")
+@dataclass
+class FlowVLAConfig(PreTrainedConfig):
+    """Everything needed to rebuild a `FlowVLAPolicy`; saved as `config.json` with each checkpoint.
+
+    Defaults are the *small* model: it needs no download and trains on a laptop CPU. Set
+    `backbone="pretrained"` and `pretrained_backbone=<Hub id or local dir>` to use a SmolVLM-style
+    vision-language model instead (see recipes/).
+    """
+
+    # Input / output structure.
+    n_obs_steps: int = 1
+    chunk_size: int = 50
+    n_action_steps: int = 50
+
+    normalization_mapping: dict[str, NormalizationMode] = field(
+        default_factory=lambda: {
+            "VISUAL": NormalizationMode.IDENTITY,
+            "STATE": NormalizationMode.MEAN_STD,
+            "ACTION": NormalizationMode.MEAN_STD,
+        }
+    )
+
+    # State and action vectors are zero-padded to these sizes so one checkpoint can serve several arms;
+    # the padded action dimensions are excluded from the loss.
+    max_state_dim: int = 32
+    max_action_dim: int = 32
+    max_cameras: int = 3
+
+    # Every camera image is resized to (height, width) inside the model, so cost does not depend on the
+    # camera resolution.
+    image_size: tuple[int, int] = (96, 128)
+    # Random shifts of up to `augmentation_shift_px` pixels and brightness/contrast jitter while training.
+    image_augmentation: bool = False
+    augmentation_shift_px: int = 4
+    augmentation_color_jitter: float = 0.1
+
+    # Backbone: "small" (trained from scratch) or "pretrained" (transformers vision-language model).
+    backbone: str = SMALL_BACKBONE
+    # Small backbone sizes.
+    dim_model: int = 192
+    n_heads: int = 6
+    n_prefix_layers: int = 3
+    image_encoder_channels: tuple[int, ...] = (32, 64, 128)
+    dim_feedforward_multiplier: int = 4
+    dropout: float = 0.0
+    # Text: "bytes" (UTF-8 bytes, ships with the package) or, with the pretrained backbone, its own tokenizer.
+    tokenizer_name: str = BYTE_TOKENIZER
+    tokenizer_max_length: int = 48
+
+    # Pretrained backbone (SmolVLM-style: vision tower + connector + text decoder).
+    pretrained_backbone: str | None = None
+    load_backbone_weights: bool = True
+    num_backbone_layers: int = 8
+    freeze_vision_encoder: bool = True
+    train_backbone_text_layers: bool = True
+
+    # Action expert: a smaller transformer whose cross-attention reads the prefix keys/values.
+    expert_dim: int = 128
+    expert_heads: int = 4
+    n_expert_layers: int = 3
+
+    # Flow matching (t = 1 is noise, t = 0 is data, as in pi0/SmolVLA).
+    time_sampling_beta_alpha: float = 1.5
+    time_sampling_beta_beta: float = 1.0
+    time_sampling_scale: float = 0.999
+    time_sampling_offset: float = 0.001
+    min_period: float = 4e-3
+    max_period: float = 4.0
+    num_inference_steps: int = 2
+    # "clean_action": the expert outputs an estimate â of the clean chunk and the velocity is
+    # (x_t − â) / t; the loss is then the velocity error weighted by t², i.e. ‖â − actions‖². A small network
+    # does not have to copy the noise through every layer to cancel it, so one step is already sharp and
+    # sample spread reflects real ambiguity. "velocity": the expert outputs the velocity (pi0/SmolVLA).
+    parametrization: str = "clean_action"
+    # Shortcut self-consistency: this fraction of each batch learns to jump 1/max_shortcut_steps ... 1 at
+    # once, so 1, 2 and 4 Euler steps stay close to the 10-step result.
+    shortcut_fraction: float = 0.25
+    max_shortcut_steps: int = 8
+
+    # Outlier exposure: this fraction of each batch gets corrupted observations (camera noise/occlusion,
+    # displaced state) paired with actions of other samples, so the flow learns to spread its samples when
+    # the observation is unreliable instead of answering confidently.
+    outlier_exposure_fraction: float = 0.1
+    # Uncertainty: spread of `uncertainty_num_samples` chunks drawn from different noise in one batch.
+    uncertainty_num_samples: int = 8
+    uncertainty_num_steps: int = 10
+    # Calibrated on held-out episodes (see uncertainty.calibrate_uncertainty_threshold); None until then.
+    uncertainty_threshold: float | None = None
+
+    # Real-time chunking guidance (LeRobot's RTCProcessor) used when `predict_action_chunk` receives the
+    # unexecuted rest of the previous chunk; None means LeRobot's defaults.
+    rtc_config: RTCConfig | None = None
+
+    # Training presets.
+    optimizer_lr: float = 3e-4
+    optimizer_betas: tuple[float, float] = (0.9, 0.95)
+    optimizer_eps: float = 1e-8
+    optimizer_weight_decay: float = 1e-4
+    optimizer_grad_clip_norm: float = 10.0
+    scheduler_warmup_steps: int = 500
+    scheduler_decay_steps: int = 30_000
+    scheduler_decay_lr: float = 1e-5
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n_action_steps > self.chunk_size:
+            raise ValueError(
+                f"n_action_steps ({self.n_action_steps}) cannot exceed chunk_size ({self.chunk_size}): the "
+                "policy only predicts chunk_size actions per call. Lower --policy.n_action_steps."
+            )
+        if self.backbone not in (SMALL_BACKBONE, PRETRAINED_BACKBONE):
+            raise ValueError(
+                f"backbone must be '{SMALL_BACKBONE}' or '{PRETRAINED_BACKBONE}', got '{self.backbone}'."
+            )
+        if self.parametrization not in ("clean_action", "velocity"):
+            raise ValueError(f"parametrization must be 'clean_action' or 'velocity', got '{self.parametrization}'.")
+        if self.backbone == PRETRAINED_BACKBONE and not self.pretrained_backbone:
+            raise ValueError(
+                "backbone='pretrained' needs pretrained_backbone=<Hub id or local directory>, e.g. "
+                "--policy.pretrained_backbone=HuggingFaceTB/SmolVLM2-500M-Video-Instruct."
+            )
+        if self.backbone == SMALL_BACKBONE and self.tokenizer_name != BYTE_TOKENIZER:
+            raise ValueError(
+                f"The small backbone embeds UTF-8 bytes; tokenizer_name must be '{BYTE_TOKENIZER}', got "
+                f"'{self.tokenizer_name}'. Other tokenizers come with backbone='{PRETRAINED_BACKBONE}'."
+            )
+        if self.dim_model % self.n_heads or self.expert_dim % self.expert_heads:
+            raise ValueError(
+                f"dim_model ({self.dim_model}) must be divisible by n_heads ({self.n_heads}) and expert_dim "
+                f"({self.expert_dim}) by expert_heads ({self.expert_heads})."
+            )
+        if self.max_shortcut_steps < 1 or self.max_shortcut_steps & (self.max_shortcut_steps - 1):
+            raise ValueError(f"max_shortcut_steps must be a power of two, got {self.max_shortcut_steps}.")
+        if not 0.0 <= self.outlier_exposure_fraction < 0.5:
+            raise ValueError(f"outlier_exposure_fraction must be in [0, 0.5), got {self.outlier_exposure_fraction}.")
+        if not 0.0 <= self.shortcut_fraction < 1.0:
+            raise ValueError(f"shortcut_fraction must be in [0, 1), got {self.shortcut_fraction}.")
+        if self.num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}.")
+
+    @property
+    def text_tokenizer_name(self) -> str:
+        """The tokenizer the preprocessor loads: bytes for the small backbone, the backbone's own otherwise."""
+        if self.backbone == PRETRAINED_BACKBONE and self.tokenizer_name == BYTE_TOKENIZER:
+            return str(self.pretrained_backbone)
+        return self.tokenizer_name
+
+    def validate_features(self) -> None:
+        if self.action_feature is None:
+            raise ValueError("flow_vla needs an 'action' output feature; the dataset has none.")
+        action_dim = self.action_feature.shape[0]
+        if action_dim > self.max_action_dim:
+            raise ValueError(
+                f"The action has {action_dim} dimensions but max_action_dim is {self.max_action_dim}. "
+                f"Set --policy.max_action_dim={action_dim} (or larger)."
+            )
+        if self.robot_state_feature is not None and self.robot_state_feature.shape[0] > self.max_state_dim:
+            raise ValueError(
+                f"observation.state has {self.robot_state_feature.shape[0]} dimensions but max_state_dim is "
+                f"{self.max_state_dim}. Set --policy.max_state_dim={self.robot_state_feature.shape[0]}."
+            )
+        if len(self.image_features) > self.max_cameras:
+            raise ValueError(
+                f"{len(self.image_features)} cameras ({list(self.image_features)}) but max_cameras is "
+                f"{self.max_cameras}. Set --policy.max_cameras={len(self.image_features)}."
+            )
+        if not self.image_features and self.robot_state_feature is None:
+            raise ValueError("flow_vla needs at least one camera image or observation.state as input.")
+
+    def get_optimizer_preset(self) -> AdamWConfig:
+        return AdamWConfig(
+            lr=self.optimizer_lr,
+            betas=self.optimizer_betas,
+            eps=self.optimizer_eps,
+            weight_decay=self.optimizer_weight_decay,
+            grad_clip_norm=self.optimizer_grad_clip_norm,
+        )
+
+    def get_scheduler_preset(self) -> CosineDecayWithWarmupSchedulerConfig:
+        return CosineDecayWithWarmupSchedulerConfig(
+            peak_lr=self.optimizer_lr,
+            decay_lr=self.scheduler_decay_lr,
+            num_warmup_steps=self.scheduler_warmup_steps,
+            num_decay_steps=self.scheduler_decay_steps,
+        )
+
+    @property
+    def observation_delta_indices(self) -> list[int]:
+        return [0]
+
+    @property
+    def action_delta_indices(self) -> list[int]:
+        return list(range(self.chunk_size))
+
+    @property
+    def reward_delta_indices(self) -> None:
+        return None
+

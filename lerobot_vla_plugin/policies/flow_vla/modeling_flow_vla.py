@@ -1,0 +1,460 @@
+"""`flow_vla`: a vision-language prefix, an action expert that cross-attends to it, flow matching over chunks.
+
+Conventions (pi0/SmolVLA): t = 1 is pure noise, t = 0 is data; x_t = t·noise + (1 − t)·actions; the network
+predicts the velocity noise − actions; sampling integrates from t = 1 to 0 with Euler steps. The expert is
+also conditioned on the step size d it is asked to take (a shortcut model): d = 0 is the instantaneous
+velocity, d = 1/n is a jump that stays accurate with only n steps, which is what makes 1–2 steps usable.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+import torch.nn.functional as F
+from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.utils.constants import (
+    ACTION,
+    OBS_LANGUAGE_ATTENTION_MASK,
+    OBS_LANGUAGE_TOKENS,
+    OBS_STATE,
+)
+from torch import Tensor, nn
+
+from lerobot_vla_plugin.policies.flow_vla import processor_flow_vla  # noqa: F401  (registers processor steps)
+from lerobot_vla_plugin.policies.flow_vla.backbones import make_prefix_encoder
+from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
+from lerobot_vla_plugin.policies.flow_vla.layers import (
+    ExpertLayer,
+    sinusoidal_embedding,
+)
+from lerobot_vla_plugin.policies.flow_vla.uncertainty import corrupt_observations
+
+PrefixCache = tuple[list[tuple[Tensor, Tensor]], Tensor]  # per-layer (key, value), attention mask
+
+
+def pad_last_dim(tensor: Tensor, size: int) -> Tensor:
+    if tensor.shape[-1] > size:
+        raise ValueError(f"vector of size {tensor.shape[-1]} does not fit the configured maximum {size}")
+    return F.pad(tensor, (0, size - tensor.shape[-1]))
+
+
+class ActionExpert(nn.Module):
+    """Small transformer over the action chunk; reads the prefix only through cached keys/values."""
+
+    def __init__(self, config: FlowVLAConfig, context_dim: int):
+        super().__init__()
+        dim = config.expert_dim
+        self.config = config
+        self.action_in = nn.Linear(config.max_action_dim, dim)
+        self.position = nn.Parameter(torch.randn(config.chunk_size, dim) * 0.02)
+        self.cond_mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.layers = nn.ModuleList(
+            ExpertLayer(dim, config.expert_heads, context_dim, config.dim_feedforward_multiplier, config.dropout)
+            for _ in range(config.n_expert_layers)
+        )
+        self.final_norm = nn.LayerNorm(dim, elementwise_affine=False)
+        self.final_modulation = nn.Linear(dim, 2 * dim)
+        nn.init.zeros_(self.final_modulation.weight)
+        nn.init.zeros_(self.final_modulation.bias)
+        self.action_out = nn.Linear(dim, config.max_action_dim)
+
+    def cache_prefix(self, prefix: Tensor, prefix_mask: Tensor) -> PrefixCache:
+        """Project the prefix to every layer's keys/values once per observation."""
+        kv = [layer.cross_attn.project_kv(prefix) for layer in self.layers]
+        return kv, prefix_mask[:, None, None, :]
+
+    def forward(
+        self, x_t: Tensor, time: Tensor, step_size: Tensor, cache: PrefixCache, valid_steps: Tensor | None = None
+    ) -> Tensor:
+        """Velocity for x_t. valid_steps (batch, chunk) bool hides padded steps from the self-attention, so
+        whatever the dataset put past an episode's end cannot leak into the loss of real steps."""
+        dim = self.position.shape[-1]
+        cond = torch.cat(
+            [
+                sinusoidal_embedding(time, dim, self.config.min_period, self.config.max_period),
+                sinusoidal_embedding(step_size, dim, self.config.min_period, self.config.max_period),
+            ],
+            dim=-1,
+        ).to(x_t.dtype)
+        cond = self.cond_mlp(cond)
+        x = self.action_in(x_t) + self.position[: x_t.shape[1]] + cond[:, None, :]
+        cond = F.silu(cond)
+        kv_per_layer, mask = cache
+        action_mask = None if valid_steps is None else valid_steps[:, None, None, :]
+        for layer, kv in zip(self.layers, kv_per_layer, strict=True):
+            x = layer(x, cond, kv, mask, action_mask)
+        scale, shift = self.final_modulation(cond)[:, None, :].chunk(2, dim=-1)
+        return self.action_out(self.final_norm(x) * (1 + scale) + shift)
+
+
+def repeat_cache(cache: PrefixCache, repeats: int) -> PrefixCache:
+    kv, mask = cache
+    return [(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in kv], mask.repeat_interleave(
+        repeats, 0
+    )
+
+
+def select_cache(cache: PrefixCache, index: Tensor | slice) -> PrefixCache:
+    kv, mask = cache
+    return [(k[index], v[index]) for k, v in kv], mask[index]
+
+
+def detach_cache(cache: PrefixCache) -> PrefixCache:
+    kv, mask = cache
+    return [(k.detach(), v.detach()) for k, v in kv], mask
+
+
+class FlowVLAModel(nn.Module):
+    def __init__(self, config: FlowVLAConfig):
+        super().__init__()
+        self.config = config
+        self.prefix_encoder = make_prefix_encoder(config)
+        self.expert = ActionExpert(config, context_dim=self.prefix_encoder.out_dim)
+
+    # ----- inputs -----------------------------------------------------------------------------------------
+    def prepare_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
+        images = []
+        for key in self.config.image_features:
+            if key not in batch:
+                raise KeyError(
+                    f"Camera '{key}' is missing from the batch (keys: {sorted(batch)}). The policy was trained "
+                    "with it; map your camera names with --rename_map or the preprocessor's rename step."
+                )
+            image = batch[key]
+            if image.ndim == 5:  # (batch, time, C, H, W) from the dataset's observation_delta_indices
+                image = image[:, -1]
+            image = image.float()
+            if tuple(image.shape[-2:]) != tuple(self.config.image_size):
+                image = F.interpolate(
+                    image, size=tuple(self.config.image_size), mode="bilinear", align_corners=False, antialias=True
+                )
+            if self.training and self.config.image_augmentation:
+                image = augment_images(image, self.config.augmentation_shift_px, self.config.augmentation_color_jitter)
+            images.append(image)
+        return images
+
+    def prepare_state(self, batch: dict[str, Tensor]) -> Tensor | None:
+        if self.config.robot_state_feature is None:
+            return None
+        state = batch[OBS_STATE]
+        if state.ndim == 3:
+            state = state[:, -1]
+        return pad_last_dim(state.float(), self.config.max_state_dim)
+
+    def encode_prefix(self, batch: dict[str, Tensor]) -> PrefixCache:
+        if OBS_LANGUAGE_TOKENS not in batch:
+            raise KeyError(
+                f"'{OBS_LANGUAGE_TOKENS}' is missing: run observations through the flow_vla preprocessor "
+                "(make_flow_vla_pre_post_processors or the checkpoint's policy_preprocessor.json), which "
+                "tokenizes the 'task' instruction."
+            )
+        prefix, mask = self.prefix_encoder(
+            self.prepare_images(batch),
+            batch[OBS_LANGUAGE_TOKENS],
+            batch[OBS_LANGUAGE_ATTENTION_MASK],
+            self.prepare_state(batch),
+        )
+        return self.expert.cache_prefix(prefix, mask)
+
+    def velocity(
+        self, x_t: Tensor, time: Tensor, step_size: Tensor, cache: PrefixCache, valid_steps: Tensor | None = None
+    ) -> Tensor:
+        output = self.expert(x_t, time, step_size, cache, valid_steps)
+        if self.config.parametrization == "velocity":
+            return output
+        return (x_t - output) / time[:, None, None]
+
+    # ----- training -------------------------------------------------------------------------------------------
+    def sample_time(self, batch_size: int, device: torch.device) -> Tensor:
+        beta = torch.distributions.Beta(
+            torch.tensor(self.config.time_sampling_beta_alpha), torch.tensor(self.config.time_sampling_beta_beta)
+        )
+        time = beta.sample((batch_size,)).to(device)
+        return time * self.config.time_sampling_scale + self.config.time_sampling_offset
+
+    def shortcut_targets(
+        self, actions: Tensor, noise: Tensor, cache: PrefixCache, valid_steps: Tensor, count: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Self-consistency targets for `count` samples: one jump of size d must equal two jumps of d/2.
+
+        Step sizes are 1, 1/2, ..., 1/max_shortcut_steps; times lie on the matching grid so a jump never
+        passes t = 0. The two half-steps come from the current network without gradient, with the smallest
+        half-step using the instantaneous velocity (d = 0) that plain flow matching trains.
+        """
+        device = actions.device
+        max_steps = self.config.max_shortcut_steps
+        levels = int(max_steps).bit_length()  # d = 2^-k for k in 0..log2(max_steps)
+        exponent = torch.randint(0, levels, (count,), device=device)
+        step = 0.5 ** exponent.float()
+        n_slots = (1.0 / step).long()
+        time = step * (torch.floor(torch.rand(count, device=device) * n_slots.float()) + 1.0)
+        x_t = time[:, None, None] * noise + (1 - time[:, None, None]) * actions
+        half = step / 2
+        half_cond = torch.where(half < 1.0 / max_steps, torch.zeros_like(half), half)
+        with torch.no_grad():
+            cache = detach_cache(cache)
+            v1 = self.velocity(x_t, time, half_cond, cache, valid_steps)
+            x_mid = x_t - half[:, None, None] * v1
+            v2 = self.velocity(x_mid, time - half, half_cond, cache, valid_steps)
+        return x_t, time, step, (v1 + v2) / 2
+
+    def loss(
+        self,
+        batch: dict[str, Tensor],
+        actions: Tensor,
+        loss_mask: Tensor,
+        noise: Tensor | None = None,
+        time: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Masked flow-matching (+ shortcut) loss; actions padded to max_action_dim, mask (B, T, max_action_dim)."""
+        cache = self.encode_prefix(batch)
+        batch_size = actions.shape[0]
+        valid_steps = loss_mask.amax(dim=-1) > 0
+        if noise is None:
+            noise = torch.randn_like(actions)
+        if time is None:
+            time = self.sample_time(batch_size, actions.device)
+        x_t = time[:, None, None] * noise + (1 - time[:, None, None]) * actions
+        target = noise - actions
+        step_size = torch.zeros_like(time)
+        n_shortcut = int(batch_size * self.config.shortcut_fraction) if self.training else 0
+        if n_shortcut > 0:
+            sc = slice(0, n_shortcut)
+            sc_x, sc_time, sc_step, sc_target = self.shortcut_targets(
+                actions[sc], noise[sc], select_cache(cache, sc), valid_steps[sc], n_shortcut
+            )
+            x_t = torch.cat([sc_x, x_t[n_shortcut:]])
+            time = torch.cat([sc_time, time[n_shortcut:]])
+            step_size = torch.cat([sc_step, step_size[n_shortcut:]])
+            target = torch.cat([sc_target, target[n_shortcut:]])
+        output = self.expert(x_t, time, step_size, cache, valid_steps).float()
+        if self.config.parametrization == "velocity":
+            squared_error = (output - target.float()) ** 2 * loss_mask
+        else:
+            # t²·‖v − target‖² with v = (x_t − â)/t, written without the division.
+            clean_target = x_t - time[:, None, None] * target
+            squared_error = (output - clean_target.float()) ** 2 * loss_mask
+        per_sample = squared_error.sum(dim=(1, 2))
+        loss = per_sample.sum() / loss_mask.sum().clamp(min=1.0)
+        info = {"loss": loss.item()}
+        if n_shortcut > 0:
+            info["shortcut_loss"] = (per_sample[:n_shortcut].sum() / loss_mask[:n_shortcut].sum().clamp(min=1)).item()
+            info["flow_loss"] = (per_sample[n_shortcut:].sum() / loss_mask[n_shortcut:].sum().clamp(min=1)).item()
+        return loss, info
+
+    # ----- sampling -------------------------------------------------------------------------------------------
+    def step_size_condition(self, num_steps: int) -> float:
+        """Use the shortcut jump the network was trained for, or the instantaneous velocity otherwise."""
+        is_power_of_two = num_steps & (num_steps - 1) == 0
+        return 1.0 / num_steps if is_power_of_two and num_steps <= self.config.max_shortcut_steps else 0.0
+
+    def sample(
+        self,
+        cache: PrefixCache,
+        noise: Tensor,
+        num_steps: int,
+        rtc_processor=None,
+        inference_delay: int | None = None,
+        prev_chunk_left_over: Tensor | None = None,
+        execution_horizon: int | None = None,
+    ) -> Tensor:
+        batch_size = noise.shape[0]
+        dt = 1.0 / num_steps
+        step_size = torch.full((batch_size,), self.step_size_condition(num_steps), device=noise.device)
+        x = noise
+        for index in range(num_steps):
+            time_value = 1.0 - index * dt
+            time = torch.full((batch_size,), time_value, device=noise.device)
+
+            def velocity(x_t: Tensor, time=time) -> Tensor:
+                return self.velocity(x_t, time, step_size, cache)
+
+            if rtc_processor is not None and prev_chunk_left_over is not None:
+                v = rtc_processor.denoise_step(
+                    x_t=x,
+                    prev_chunk_left_over=prev_chunk_left_over,
+                    inference_delay=inference_delay or 0,
+                    time=time_value,
+                    original_denoise_step_partial=velocity,
+                    execution_horizon=execution_horizon,
+                )
+            else:
+                v = velocity(x)
+            x = x - dt * v
+        return x
+
+
+def augment_images(images: Tensor, shift_px: int, color_jitter: float) -> Tensor:
+    """Random translation (replicate padding, as in DrQ) and brightness/contrast jitter, per sample."""
+    batch, _, height, width = images.shape
+    if shift_px > 0:
+        padded = F.pad(images, (shift_px,) * 4, mode="replicate")
+        offsets = torch.randint(0, 2 * shift_px + 1, (batch, 2), device=images.device).tolist()
+        images = torch.stack(
+            [padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets)]
+        )
+    if color_jitter > 0:
+        contrast = 1 + (torch.rand(batch, 1, 1, 1, device=images.device) * 2 - 1) * color_jitter
+        brightness = (torch.rand(batch, 1, 1, 1, device=images.device) * 2 - 1) * color_jitter
+        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        images = ((images - mean) * contrast + mean + brightness).clamp(0.0, 1.0)
+    return images
+
+
+class FlowVLAPolicy(PreTrainedPolicy):
+    """LeRobot policy wrapper: training loss, action queue (0.4.4) and chunk prediction with RTC (0.6)."""
+
+    config_class = FlowVLAConfig
+    name = "flow_vla"
+
+    def __init__(self, config: FlowVLAConfig, dataset_stats: dict | None = None, **kwargs):
+        super().__init__(config)
+        config.validate_features()
+        self.config = config
+        self.model = FlowVLAModel(config)
+        self.rtc_processor = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop queued actions; call at episode start."""
+        self._action_queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
+
+    def get_optim_params(self) -> list[nn.Parameter]:
+        return [param for param in self.parameters() if param.requires_grad]
+
+    @staticmethod
+    def supports_rtc() -> bool:
+        return True
+
+    @property
+    def action_dim(self) -> int:
+        return self.config.action_feature.shape[0]
+
+    def loss_mask(self, batch: dict[str, Tensor], actions: Tensor) -> Tensor:
+        """1 for real (step, dimension) pairs: steps past the episode end and padded dims are excluded."""
+        batch_size, steps, _ = actions.shape
+        step_mask = torch.ones(batch_size, steps, device=actions.device)
+        if "action_is_pad" in batch:
+            step_mask = (~batch["action_is_pad"].bool()).float()
+        dim_mask = (torch.arange(self.config.max_action_dim, device=actions.device) < self.action_dim).float()
+        return step_mask[:, :, None] * dim_mask[None, None, :]
+
+    def forward(
+        self, batch: dict[str, Tensor], noise: Tensor | None = None, time: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
+        actions = batch[ACTION]
+        if actions.ndim == 2:
+            actions = actions[:, None, :]
+        actions = pad_last_dim(actions.float(), self.config.max_action_dim)
+        loss_mask = self.loss_mask(batch, actions)
+        n_outliers = int(actions.shape[0] * self.config.outlier_exposure_fraction) if self.training else 0
+        if n_outliers > 0:
+            # The last n_outliers samples: corrupted observation, actions of random other samples.
+            source = torch.randint(0, actions.shape[0] - n_outliers, (n_outliers,), device=actions.device)
+            batch = corrupt_observations(batch, n_outliers)
+            actions = torch.cat([actions[:-n_outliers], actions[source]])
+            loss_mask = torch.cat([loss_mask[:-n_outliers], loss_mask[source]])
+        return self.model.loss(batch, actions, loss_mask, noise=noise, time=time)
+
+    def _noise(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        shape = (batch_size, self.config.chunk_size, self.config.max_action_dim)
+        return torch.randn(shape, device=device, generator=generator)
+
+    @torch.no_grad()
+    def predict_action_chunk(
+        self,
+        batch: dict[str, Tensor],
+        inference_delay: int | None = None,
+        prev_chunk_left_over: Tensor | None = None,
+        noise: Tensor | None = None,
+        num_steps: int | None = None,
+        execution_horizon: int | None = None,
+        **kwargs,
+    ) -> Tensor:
+        """Normalised action chunk (batch, chunk_size, action_dim).
+
+        With `prev_chunk_left_over` (the unexecuted, normalised rest of the previous chunk) and
+        `inference_delay` (actions that will run before this chunk is ready), the first actions are
+        guided to continue the previous chunk (real-time chunking, LeRobot's RTCProcessor).
+        """
+        self.eval()
+        cache = self.model.encode_prefix(batch)
+        batch_size = cache[1].shape[0]
+        device = cache[1].device
+        if noise is None:
+            noise = self._noise(batch_size, device)
+        rtc_processor = None
+        if prev_chunk_left_over is not None:
+            rtc_processor = self._get_rtc_processor()
+            prev_chunk_left_over = prev_chunk_left_over.to(device=device, dtype=noise.dtype)
+        actions = self.model.sample(
+            cache,
+            noise,
+            num_steps or self.config.num_inference_steps,
+            rtc_processor=rtc_processor,
+            inference_delay=inference_delay,
+            prev_chunk_left_over=prev_chunk_left_over,
+            execution_horizon=execution_horizon,
+        )
+        return actions[:, :, : self.action_dim]
+
+    def _get_rtc_processor(self):
+        if self.rtc_processor is None:
+            from lerobot.policies.rtc.configuration_rtc import RTCConfig
+            from lerobot.policies.rtc.modeling_rtc import RTCProcessor
+
+            self.rtc_processor = RTCProcessor(self.config.rtc_config or RTCConfig(enabled=True))
+        return self.rtc_processor
+
+    @torch.no_grad()
+    def select_action(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
+        """One action per call; a new chunk is computed only when the queue of n_action_steps is empty."""
+        self.eval()
+        if not self._action_queue:
+            chunk = self.predict_action_chunk(batch, noise=noise)
+            self._action_queue.extend(chunk.transpose(0, 1)[: self.config.n_action_steps])
+        return self._action_queue.popleft()
+
+    # ----- uncertainty ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_action_chunks(
+        self,
+        batch: dict[str, Tensor],
+        num_samples: int | None = None,
+        num_steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """(batch, num_samples, chunk, action_dim) normalised chunks from independent noise, in one pass:
+        the prefix is encoded once and its keys/values repeated."""
+        self.eval()
+        samples = num_samples or self.config.uncertainty_num_samples
+        cache = self.model.encode_prefix(batch)
+        batch_size = cache[1].shape[0]
+        noise = self._noise(batch_size * samples, cache[1].device, generator)
+        chunks = self.model.sample(repeat_cache(cache, samples), noise, num_steps or self.config.uncertainty_num_steps)
+        return chunks[:, :, : self.action_dim].view(batch_size, samples, self.config.chunk_size, self.action_dim)
+
+    @torch.no_grad()
+    def action_uncertainty(
+        self,
+        batch: dict[str, Tensor],
+        num_samples: int | None = None,
+        num_steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Score per observation (batch,): mean standard deviation across sampled chunks, in normalised
+        action units. A trained policy maps all noise to nearly the same chunk where it has seen data;
+        the samples spread out where it has not."""
+        chunks = self.sample_action_chunks(batch, num_samples, num_steps, generator)
+        return chunks.std(dim=1).mean(dim=(1, 2))
+
+    def is_uncertain(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """(batch,) bool: True where the score exceeds the calibrated threshold — hand control to a human."""
+        if self.config.uncertainty_threshold is None:
+            raise ValueError(
+                "uncertainty_threshold is not calibrated. Run "
+                "lerobot_vla_plugin.policies.flow_vla.uncertainty.calibrate_uncertainty_threshold on held-out "
+                "episodes and save the policy again."
+            )
+        return self.action_uncertainty(batch, generator=generator) > self.config.uncertainty_threshold

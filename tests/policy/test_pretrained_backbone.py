@@ -1,0 +1,99 @@
+"""The pretrained-backbone path loads a SmolVLM-style model with `transformers`, offline, from a local dir.
+
+The test writes a tiny random SmolVLM (config, weights, tokenizer) to a temp directory; the loading code is
+the same one that loads `HuggingFaceTB/SmolVLM2-500M-Video-Instruct` from the Hub.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import FlowVLAPolicy
+from lerobot_vla_plugin.policies.flow_vla.processor_flow_vla import (
+    make_flow_vla_pre_post_processors,
+)
+
+from .conftest import make_raw_batch, make_tiny_config
+
+transformers = pytest.importorskip("transformers")
+
+
+def write_tiny_smolvlm(directory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        PreTrainedTokenizerFast,
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+    )
+
+    specials = ["<unk>", "<pad>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>"]
+    words = ["pick", "place", "the", "red", "blue", "cube", "up", "move", "arm"]
+    vocab = {token: index for index, token in enumerate(specials + words)}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>").save_pretrained(directory)
+    text = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 256, "pad_token_id": vocab["<pad>"]}
+    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 32,
+                  "patch_size": 8}
+    config = SmolVLMConfig(text_config=text, vision_config=vision, scale_factor=2, image_token_id=vocab["<image>"],
+                           vocab_size=64, pad_token_id=vocab["<pad>"])
+    torch.manual_seed(0)
+    model = SmolVLMForConditionalGeneration(config)
+    model.save_pretrained(directory)
+    return model
+
+
+@pytest.fixture
+def tiny_backbone_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    directory = tmp_path / "tiny_smolvlm"
+    model = write_tiny_smolvlm(directory)
+    return directory, model
+
+
+def test_pretrained_backbone_loads_offline_trains_and_acts(tiny_backbone_dir, tmp_path):
+    directory, reference = tiny_backbone_dir
+    config = make_tiny_config(backbone="pretrained", pretrained_backbone=str(directory), num_backbone_layers=2)
+    policy = FlowVLAPolicy(config)
+    encoder = policy.model.prefix_encoder
+
+    # The first N decoder layers are kept, the weights are the saved ones, the vision tower is frozen.
+    assert len(encoder.text_model.layers) == 2
+    torch.testing.assert_close(
+        encoder.vision_model.embeddings.patch_embedding.weight,
+        reference.model.vision_model.embeddings.patch_embedding.weight,
+    )
+    assert not any(p.requires_grad for p in encoder.vision_model.parameters())
+    assert all(p.requires_grad for p in encoder.text_model.parameters())
+    trainable = {id(p) for p in policy.get_optim_params()}
+    assert not any(id(p) in trainable for p in encoder.vision_model.parameters())
+
+    # The preprocessor tokenizes with the backbone's own tokenizer.
+    preprocessor, _ = make_flow_vla_pre_post_processors(config, dataset_stats=None)
+    batch = preprocessor(make_raw_batch(config, batch_size=2, task="pick the red cube"))
+    assert batch["observation.language.tokens"][0, :4].tolist() == [6, 8, 9, 11]
+
+    policy.train()
+    loss, _ = policy.forward(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert encoder.text_model.layers[0].self_attn.q_proj.weight.grad is not None
+    assert encoder.vision_model.embeddings.patch_embedding.weight.grad is None
+    assert policy.predict_action_chunk(batch).shape == (2, config.chunk_size, 6)
+
+    # A checkpoint of it reloads (the backbone directory is only needed for its config and tokenizer).
+    policy.save_pretrained(tmp_path / "checkpoint")
+    reloaded = FlowVLAPolicy.from_pretrained(tmp_path / "checkpoint")
+    noise = torch.randn(2, config.chunk_size, config.max_action_dim)
+    torch.testing.assert_close(
+        policy.predict_action_chunk(batch, noise=noise), reloaded.predict_action_chunk(batch, noise=noise)
+    )
+
+
+def test_missing_backbone_error_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = make_tiny_config(backbone="pretrained", pretrained_backbone=str(tmp_path / "does_not_exist"))
+    with pytest.raises(OSError, match="local directory or a Hub id"):
+        FlowVLAPolicy(config)
