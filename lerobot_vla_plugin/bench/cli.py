@@ -9,6 +9,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "teleop": ("lerobot_vla_plugin.bench.teleop", "leader->follower loop rate: our arms vs LeRobot's SO-101"),
     "startup": ("lerobot_vla_plugin.bench.startup", "import cost our plugin adds to every lerobot-* command"),
     "policy": ("lerobot_vla_plugin.bench.policy", "flow_vla vs LeRobot ACT/SmolVLA: params, GFLOP, CPU latency, training speed"),
+    "record": ("lerobot_vla_plugin.bench.record", "recording rate and camera fps: bare loop vs lerobot-vla record vs lerobot-record"),
 }
 
 

@@ -1,0 +1,86 @@
+"""Hands-free recording from the virtual SO-101 through the real teleop path, read back with stock LeRobot."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lerobot_vla_plugin import cli
+from lerobot_vla_plugin.workflow.record import EXIT_FAULT, EXIT_USAGE, RecordSession
+
+from .conftest import JOINTS, load_dataset, total_episodes, virtual_args, virtual_config
+
+
+def test_one_command_records_a_two_task_dataset_that_stock_lerobot_loads(tmp_path, capsys):
+    root = tmp_path / "demo"
+    assert cli.main(["record", *virtual_args(root, "--dataset.num_episodes=2", "--tasks", "red,blue")]) == 0
+    printed = capsys.readouterr().out
+    assert "Episode 0 saved: 'put the red cube in the bowl', 30 frames" in printed
+    assert "Episode 1 saved: 'put the blue cube in the bowl', 30 frames" in printed
+
+    dataset = load_dataset(root)
+    assert dataset.fps == 30 and dataset.num_episodes == 2 and len(dataset) == 60
+    assert dataset.meta.robot_type == "vla_so101_follower"
+    features = dataset.meta.features
+    assert features["action"]["names"] == [f"{j}.pos" for j in JOINTS]
+    assert features["observation.state"]["names"] == [f"{j}.pos" for j in JOINTS]
+    for camera in ("front", "wrist"):
+        assert features[f"observation.images.{camera}"]["dtype"] == "video"
+        assert tuple(features[f"observation.images.{camera}"]["shape"]) == (48, 64, 3)
+
+    episodes = dataset.meta.episodes
+    assert [tasks for tasks in episodes["tasks"]] == [["put the red cube in the bowl"],
+                                                     ["put the blue cube in the bowl"]]
+    # Lockstep: one control tick per frame, so the data is exactly at 30 Hz whatever the machine's speed.
+    assert list(episodes["achieved_hz"]) == [30.0, 30.0]
+    assert list(episodes["camera_fps/front"]) == [30.0, 30.0]
+    assert list(episodes["camera_fps/wrist"]) == [30.0, 30.0]
+    assert list(episodes["cadence_clock"]) == ["lockstep", "lockstep"]
+    assert all(hz > 0 for hz in episodes["wall_clock_hz"])
+
+    last = dataset[len(dataset) - 1]
+    assert last["task"] == "put the blue cube in the bowl"
+    assert tuple(last["observation.images.front"].shape) == (3, 48, 64)  # decoded from the video
+    # The follower moved: the scripted operator drove it through the leader.
+    states = np.stack([np.asarray(s) for s in dataset.hf_dataset["observation.state"]])
+    assert np.ptp(states[:30], axis=0).max() > 1.0
+
+    # Resuming with another camera set is refused before anything moves; the dataset is untouched.
+    one_camera = RecordSession(virtual_config(root, "--resume", "--virtual_cameras=front"), out=lambda _: None).run()
+    assert one_camera.exit_code == EXIT_USAGE
+    assert "cameras: dataset has ['observation.images.front', 'observation.images.wrist']" in one_camera.message
+    assert total_episodes(root) == 2
+
+
+def test_resume_continues_the_dataset_and_refuses_different_settings(tmp_path):
+    root = tmp_path / "resumable"
+    first = RecordSession(virtual_config(root, "--dataset.num_episodes=1", "--dataset.video=false"),
+                          out=lambda _: None).run()
+    assert first.exit_code == 0 and first.total_episodes == 1
+
+    again = RecordSession(virtual_config(root, "--dataset.num_episodes=1", "--dataset.video=false", "--resume"),
+                          out=lambda _: None).run()
+    assert again.exit_code == 0 and again.saved == 1 and again.total_episodes == 2
+    dataset = load_dataset(root)
+    assert [t for t in dataset.meta.episodes["tasks"]] == [["put the red cube in the bowl"],
+                                                         ["put the blue cube in the bowl"]]  # alternation goes on
+
+    other_fps = RecordSession(virtual_config(root, "--dataset.video=false", "--resume", "--dataset.fps=15"),
+                              out=lambda _: None).run()
+    assert other_fps.exit_code == EXIT_USAGE and "fps: dataset 30, now 15" in other_fps.message
+    assert total_episodes(root) == 2
+
+
+def test_min_hz_rejects_takes_below_it_instead_of_stamping_them_at_nominal_fps(tmp_path):
+    """A camera delivering 5 fps into a 30 fps recording: every take is re-recorded, then the session stops."""
+    root = tmp_path / "slow"
+    printed: list[str] = []
+    result = RecordSession(virtual_config(root, "--virtual_clock=wall", "--virtual_camera_fps=5", "--min-hz", "20",
+                                          "--max_retakes=1", "--virtual_cameras=front"),
+                           out=printed.append).run()
+    assert result.exit_code == EXIT_FAULT
+    assert result.rejected == 2 and result.saved == 0 and total_episodes(root) == 0
+    rejections = [line for line in printed if "take REJECTED" in line]
+    assert len(rejections) == 2 and all("camera 'observation.images.front'" not in r for r in rejections)
+    assert all("camera 'front' delivered" in r for r in rejections)
+    assert "2 takes in a row fell below --min-hz 20" in result.message
+
