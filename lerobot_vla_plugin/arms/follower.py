@@ -163,15 +163,20 @@ class ArmFollower(Robot):
             self.bus.write("Goal_Position", motor, steps, normalize=False)
 
     def disconnect(self) -> None:
-        if not self.is_connected:
+        """Torque off and close the bus, then the cameras. A camera that already died does not stop the arm
+        from being made safe: only a robot with nothing left connected refuses."""
+        if not self.bus.is_connected and not any(cam.is_connected for cam in self.cameras.values()):
             raise DeviceNotConnectedError(f"{self} is not connected.")
         self._stop_watchdog()
         try:
-            with self._bus_lock:
-                self.bus.disconnect(self.config.disable_torque_on_disconnect)
+            if self.bus.is_connected:
+                with self._bus_lock:
+                    self.bus.disconnect(self.config.disable_torque_on_disconnect)
         finally:
             exit_guard.unregister(self)
             for cam in self.cameras.values():
+                if not cam.is_connected:
+                    continue
                 try:
                     cam.disconnect()
                 except Exception as exc:  # noqa: BLE001 - the arm is what must be safe; report the camera

@@ -308,3 +308,23 @@ def test_a_dead_leader_raises_on_read_but_its_disconnect_never_raises(tmp_path):
         bus.unplug()
         leader.disconnect()
         assert not leader.is_connected
+
+
+def test_disconnect_takes_torque_off_even_after_a_camera_died(tmp_path):
+    """A dead camera makes `is_connected` False (as in LeRobot); disconnect must still make the arm safe."""
+    from lerobot_vla_plugin.cameras.config_virtual_camera import VirtualCameraConfig
+    from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101
+
+    with VirtualSO101(lockstep=True, leader=False, camera_socket=None) as virtual:
+        virtual.write_calibration_file(tmp_path / "virtual.json", "follower")
+        config = VlaSO101FollowerConfig(port=virtual.follower_port, id="virtual", calibration_dir=tmp_path,
+                                        cameras={"front": VirtualCameraConfig(camera="front", width=32, height=24)})
+        robot = VlaSO101Follower(config)
+        robot.connect(calibrate=False)
+        robot.send_action(robot.get_observation())
+        assert any(servo.torque_enabled for servo in virtual.follower_bus.servos)
+        robot.cameras["front"].disconnect()  # the camera is gone
+        assert not robot.is_connected
+        robot.disconnect()
+        assert not any(servo.torque_enabled for servo in virtual.follower_bus.servos)
+        assert not robot.bus.is_connected

@@ -141,3 +141,23 @@ def test_uncertainty_is_higher_on_perturbed_inputs_and_calibrates(outlier_expose
     torch.manual_seed(1)
     assert reloaded.is_uncertain(perturb_observation(fresh)).float().mean() > 0.8
     assert reloaded.is_uncertain(fresh).float().mean() < 0.2
+
+
+def test_outlier_exposure_leaves_lerobot_padding_masks_alone():
+    """LeRobot adds `<camera>_is_pad` masks under the image prefix when observations have delta indices."""
+    import torch
+
+    from lerobot_vla_plugin.policies.flow_vla.uncertainty import corrupt_observations
+
+    batch = {
+        "observation.images.front": torch.rand(8, 1, 3, 12, 16),
+        "observation.images.front_is_pad": torch.zeros(8, 1, dtype=torch.bool),
+        "observation.state": torch.zeros(8, 1, 6),
+        "observation.state_is_pad": torch.zeros(8, 1, dtype=torch.bool),
+    }
+    corrupted = corrupt_observations(batch, 3)
+    assert torch.equal(corrupted["observation.images.front_is_pad"], batch["observation.images.front_is_pad"])
+    assert torch.equal(corrupted["observation.images.front"][:5], batch["observation.images.front"][:5])
+    assert corrupted["observation.images.front"].shape == (8, 1, 3, 12, 16)
+    assert not torch.equal(corrupted["observation.state"][5:], batch["observation.state"][5:]) or not torch.equal(
+        corrupted["observation.images.front"][5:], batch["observation.images.front"][5:])

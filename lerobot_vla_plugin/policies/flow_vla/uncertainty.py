@@ -38,7 +38,7 @@ def perturb_observation(
     part of each image, and the (normalised) state pushed `state_offset_std` standard deviations away."""
     perturbed = dict(batch)
     for key, value in batch.items():
-        if key.startswith(OBS_IMAGES) and isinstance(value, Tensor):
+        if _is_image(key, value):
             noise = torch.randn(value.shape, generator=generator, device="cpu").to(value.device)
             image = (value + image_noise_std * noise).clamp(0.0, 1.0)
             height = value.shape[-2]
@@ -66,7 +66,7 @@ def corrupt_observations(batch: dict[str, Tensor], count: int) -> dict[str, Tens
     apply_image = torch.rand(count, device=device) < 0.7
     apply_state = (torch.rand(count, device=device) < 0.7) | ~apply_image
     for key, value in batch.items():
-        if not (key.startswith(OBS_IMAGES) and isinstance(value, Tensor)):
+        if not _is_image(key, value):
             continue
         tail = value[-count:].float()
         shape = (count,) + (1,) * (tail.ndim - 1)
@@ -91,6 +91,11 @@ def corrupt_observations(batch: dict[str, Tensor], count: int) -> dict[str, Tens
         mask = apply_state.view((count,) + (1,) * (tail.ndim - 1))
         corrupted[OBS_STATE] = torch.cat([state[:-count], torch.where(mask, tail + offset, tail)])
     return corrupted
+
+
+def _is_image(key: str, value) -> bool:
+    """Camera tensors only: LeRobot also puts `<camera>_is_pad` masks under the same prefix."""
+    return key.startswith(OBS_IMAGES) and isinstance(value, Tensor) and value.is_floating_point() and value.ndim >= 4
 
 
 def auroc(negatives: Tensor, positives: Tensor) -> float:
