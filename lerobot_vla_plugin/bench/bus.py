@@ -66,16 +66,17 @@ def _motors(protocol: str):
 
 def _time(fn, iterations: int) -> tuple[list[float], int]:
     """Per-call durations, and how many calls raised a communication error (timed like any other call)."""
+    warmup = min(50, iterations)
     failures = 0
     samples = []
     clock = time.perf_counter
-    for i in range(min(50, iterations) + iterations):
+    for i in range(warmup + iterations):
         start = clock()
         try:
             fn()
         except ConnectionError:
-            failures += i >= 50
-        if i >= 50:
+            failures += i >= warmup
+        if i >= warmup:
             samples.append(clock() - start)
     return samples, failures
 
