@@ -15,6 +15,8 @@ from lerobot_vla_plugin.motors.errors import PortUnavailableError, ServoNotRespo
 from lerobot_vla_plugin.motors.feetech.bus import FeetechBus
 
 ARMS = {"feetech": ("so101", FeetechBus, so_motors), "dynamixel": ("koch-follower", DynamixelBus, koch_motors)}
+# The Koch servos' firmware supports Fast Sync Read, so DynamixelBus uses it by default; keep the classic path tested.
+RIGS = {**ARMS, "dynamixel-classic-sync-read": ("koch-follower", DynamixelBus, koch_motors)}
 
 
 def wait_until(condition, timeout_s: float = 5.0) -> bool:
@@ -26,13 +28,16 @@ def wait_until(condition, timeout_s: float = 5.0) -> bool:
     return condition()
 
 
-@pytest.fixture(params=sorted(ARMS))
+@pytest.fixture(params=sorted(RIGS))
 def rig(request):
     """(emulator, connected bus) for each protocol."""
-    arm, bus_cls, motors = ARMS[request.param]
+    arm, bus_cls, motors = RIGS[request.param]
+    options = {"fast_sync_read": False} if request.param == "dynamixel-classic-sync-read" else {}
     with EmulatedBus.for_arm(arm) as emulator:
-        bus = bus_cls(emulator.port, motors(), calibration())
+        bus = bus_cls(emulator.port, motors(), calibration(), **options)
         bus.connect()
+        if request.param == "dynamixel":
+            assert bus.fast_sync_read, "Koch firmware supports Fast Sync Read: it should be on"
         yield emulator, bus
         if bus.is_connected:
             bus.disconnect(disable_torque=False)
@@ -274,3 +279,14 @@ def test_scan_port_and_setup_motor_give_a_fresh_servo_its_id_and_baud(protocol):
         bus.link.close()
         fresh.power_cycle()  # survives a power cycle: the ID was saved to EEPROM
         assert fresh.id == 5
+
+
+def test_dynamixel_fast_sync_read_stays_off_when_one_servo_firmware_is_too_old(koch_emulator):
+    koch_emulator.servo(3).memory.set_raw("Firmware_Version", 44)  # XL330 needs >= 46
+    bus = DynamixelBus(koch_emulator.port, koch_motors(), calibration())
+    bus.connect()
+    try:
+        assert not bus.fast_sync_read
+        assert len(bus.sync_read("Present_Position")) == 6
+    finally:
+        bus.disconnect(disable_torque=False)

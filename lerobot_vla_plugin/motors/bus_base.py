@@ -198,6 +198,33 @@ class ServoBus(MotorsBus):
             bus.link.close()
         return found
 
+    def _find_single_motor(self, motor: str, initial_baudrate: int | None = None) -> tuple[int, int]:
+        """(baud rate, id) of the only servo on the bus, checked to be the model `motor` expects (motor setup)."""
+        model = self.motors[motor].model
+        expected = self.model_number_table[model]
+        baudrates = [initial_baudrate] if initial_baudrate else self.available_baudrates
+        for baudrate in baudrates:
+            self.set_baudrate(baudrate)
+            found = self.broadcast_ping()
+            if not found:
+                continue
+            if len(found) > 1:
+                raise RuntimeError(
+                    f"Several servos answered on {self.port} at {baudrate} baud (ids {sorted(found)}). Connect only "
+                    f"the '{motor}' servo while setting it up."
+                )
+            servo_id, model_number = next(iter(found.items()))
+            if model_number != expected:
+                raise RuntimeError(
+                    f"The servo found at {baudrate} baud (id {servo_id}) is model {model_number}, but '{motor}' "
+                    f"should be {model} ({expected}). Connect the right servo."
+                )
+            return baudrate, servo_id
+        raise RuntimeError(
+            f"No servo found on {self.port} at any baud rate ({', '.join(map(str, baudrates))}). Check that only "
+            f"'{motor}' is connected and that the adapter has power."
+        )
+
     # -- transactions -----------------------------------------------------------------------------------------
 
     def _wire_time_s(self, n_bytes: int) -> float:

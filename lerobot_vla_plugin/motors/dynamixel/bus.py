@@ -46,9 +46,11 @@ class DynamixelBus(ServoBus):
     _checksum_error = dp.CRCError
 
     def __init__(self, port: str, motors: dict[str, Motor], calibration: dict[str, MotorCalibration] | None = None,
-                 *, fast_sync_read: bool = False, **kwargs):
+                 *, fast_sync_read: bool | None = None, **kwargs):
+        """`fast_sync_read=None` turns Fast Sync Read on at connect when every servo's firmware supports it."""
         super().__init__(port, motors, calibration, **kwargs)
-        self.fast_sync_read = fast_sync_read
+        self._fast_sync_read_choice = fast_sync_read
+        self.fast_sync_read = bool(fast_sync_read)
 
     # -- vendor hooks -----------------------------------------------------------------------------------------
 
@@ -65,9 +67,12 @@ class DynamixelBus(ServoBus):
     def _vendor_unpack(packet):
         return packet.servo_id, packet.error or 0, packet.params
 
+    def _fast_sync_read(self, plan):
+        """The byte-exact hot path expects one status packet per servo; a Fast Sync Read reply is one combined
+        packet, parsed by the general path (`_transact` below)."""
+        return None if self.fast_sync_read else super()._fast_sync_read(plan)
+
     def _vendor_parse_exact(self, buffer, ids, n_params):
-        if self.fast_sync_read:
-            return None
         size = 11 + n_params
         length_field = (n_params + 4).to_bytes(2, "little")
         values = []
@@ -157,6 +162,18 @@ class DynamixelBus(ServoBus):
 
     def _handshake(self) -> None:
         self._assert_motors_exist()
+        if self._fast_sync_read_choice is None:
+            self.fast_sync_read = self._all_support_fast_sync_read()
+            self._read_plans.clear()
+
+    def _all_support_fast_sync_read(self) -> bool:
+        """Fast Sync Read needs X330 firmware >= 46 and X430/X540 >= 45: one combined reply instead of one
+        status packet per servo (6 Koch servos: 56 instead of 90 bytes for a position read)."""
+        firmware = self.sync_read("Firmware_Version", normalize=False)
+        return all(
+            version >= (46 if self.motors[motor].model.startswith(("xl330", "xc330")) else 45)
+            for motor, version in firmware.items()
+        )
 
     def broadcast_ping(self, num_retry: int = 0, raise_on_error: bool = False) -> dict[int, int] | None:
         """{id: model number} of every servo answering a broadcast PING (14-byte replies carry the model)."""
@@ -172,32 +189,6 @@ class DynamixelBus(ServoBus):
                 raise ConnectionError(f"No servo answered a broadcast ping on {self.port} at {self.link.baudrate} baud.")
             return None
         return found
-
-    def _find_single_motor(self, motor: str, initial_baudrate: int | None = None) -> tuple[int, int]:
-        model = self.motors[motor].model
-        expected = self.model_number_table[model]
-        baudrates = [initial_baudrate] if initial_baudrate else self.available_baudrates
-        for baudrate in baudrates:
-            self.set_baudrate(baudrate)
-            found = self.broadcast_ping()
-            if not found:
-                continue
-            if len(found) > 1:
-                raise RuntimeError(
-                    f"Several servos answered on {self.port} at {baudrate} baud (ids {sorted(found)}). Connect only "
-                    f"the '{motor}' servo while setting it up."
-                )
-            servo_id, model_number = next(iter(found.items()))
-            if model_number != expected:
-                raise RuntimeError(
-                    f"The servo found at {baudrate} baud (id {servo_id}) is model {model_number}, but '{motor}' "
-                    f"should be {model} ({expected}). Connect the right servo."
-                )
-            return baudrate, servo_id
-        raise RuntimeError(
-            f"No servo found on {self.port} at any baud rate ({', '.join(map(str, baudrates))}). Check that only "
-            f"'{motor}' is connected and that the adapter has power."
-        )
 
     def configure_motors(self, return_delay_time: int = 0) -> None:
         for motor in self.motors:

@@ -174,32 +174,6 @@ class FeetechBus(ServoBus):
         """{id: error byte} of every servo answering a broadcast PING (6-byte replies)."""
         return {p.servo_id: p.code for p in self._collect_broadcast(fp.ping(fp.BROADCAST_ID), 6) if not p.params}
 
-    def _find_single_motor(self, motor: str, initial_baudrate: int | None = None) -> tuple[int, int]:
-        model = self.motors[motor].model
-        expected = self.model_number_table[model]
-        baudrates = [initial_baudrate] if initial_baudrate else self.available_baudrates
-        for baudrate in baudrates:
-            self.set_baudrate(baudrate)
-            found = self.broadcast_ping()
-            if not found:
-                continue
-            if len(found) > 1:
-                raise RuntimeError(
-                    f"Several servos answered on {self.port} at {baudrate} baud (ids {sorted(found)}). Connect only "
-                    f"the '{motor}' servo while setting it up."
-                )
-            servo_id, model_number = next(iter(found.items()))
-            if model_number != expected:
-                raise RuntimeError(
-                    f"The servo found at {baudrate} baud (id {servo_id}) is model {model_number}, but '{motor}' "
-                    f"should be {model} ({expected}). Connect the right servo."
-                )
-            return baudrate, servo_id
-        raise RuntimeError(
-            f"No servo found on {self.port} at any baud rate ({', '.join(map(str, baudrates))}). Check that only "
-            f"'{motor}' is connected and that the adapter has power."
-        )
-
     def configure_motors(self, return_delay_time: int = 0, maximum_acceleration: int = 254,
                          acceleration: int = 254) -> None:
         for motor in self.motors:
