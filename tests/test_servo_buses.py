@@ -138,8 +138,10 @@ def test_truncated_and_late_replies_are_retried(rig):
 def test_a_silent_servo_raises_one_clear_error_naming_it(rig):
     emulator, bus = rig
     emulator.servo(4).env.faults.silent = True
+    requests_before = emulator.packets_handled
     with pytest.raises(ServoNotRespondingError) as info:
         bus.sync_read("Present_Position")
+    assert emulator.packets_handled - requests_before == 3  # the message's "3 tries" are 3 requests on the wire
     message = str(info.value)
     assert "'wrist_flex' (id 4)" in message and emulator.port in message and "1000000 baud" in message
     assert "after 3 tries" in message  # default: 2 retries

@@ -235,11 +235,12 @@ class ServoBus(MotorsBus):
         None. The common case of a healthy bus, checked without building packet objects."""
         return None
 
-    def _fast_sync_read(self, plan: _ReadPlan) -> list[int] | None:
+    def _fast_sync_read(self, plan: _ReadPlan) -> tuple[list[int] | None, bool]:
         """One sync read on the hot path: write, read the expected byte count, parse it in one go.
 
-        Returns None when anything is unusual (short or extra bytes, an error bit, a bad checksum); the caller
-        then runs the general path, which keeps whatever arrived and retries only the missing servos.
+        Returns (values, sent). Values are None when anything is unusual (short or extra bytes, an error bit, a
+        bad checksum); the caller then runs the general path on the bytes that arrived (`_pending_bytes`), which
+        counts this request as its first try and re-asks only the missing servos.
         """
         link = self.link
         expected = len(plan.ids) * (self.status_overhead_bytes + plan.length)
@@ -254,17 +255,18 @@ class ServoBus(MotorsBus):
         values = self._vendor_parse_exact(buffer, plan.ids, plan.length) if len(buffer) == expected else None
         if values is None:
             self._pending_bytes = buffer
-            return None
+            return None, True
         if self.status_errors:
             self._note_errors({i: (0, b"") for i in plan.ids}, "")
-        return values
+        return values, True
 
     def _transact(self, request: bytes, expect_ids: Sequence[int], n_params: int | None,
                   expect_extra_bytes: int = 0, decode=None) -> dict[int, tuple[int, bytes]]:
         """Send `request` and collect status packets from `expect_ids` (any order) until all came or time ran out.
 
         Returns {id: (error, params)}. Packets from other ids, of the wrong length, or with a bad checksum are
-        dropped (counted in `corrupt_packets`).
+        dropped (counted in `corrupt_packets`). An empty `request` only parses `_pending_bytes`, the bytes a hot
+        path already waited for.
         """
         link = self.link
         if self._input_dirty:  # a previous transaction timed out: its late bytes must not be taken as replies
@@ -286,6 +288,9 @@ class ServoBus(MotorsBus):
         first = bool(buffer)
         while wanted:
             if not first:
+                if not request:  # the hot path already waited out this request's deadline
+                    self._input_dirty = True
+                    break
                 chunk = link.read_some(deadline)
                 if not chunk:
                     self._input_dirty = True
@@ -338,8 +343,10 @@ class ServoBus(MotorsBus):
         return packets
 
     def _exchange(self, build: Callable[[Sequence[int]], bytes], ids: Sequence[int], n_params: int | None, *,
-                  what: str, num_retry: int | None, raise_on_silence: bool = True) -> dict[int, tuple[int, bytes]]:
-        """`_transact` with retries that re-ask only the servos still missing."""
+                  what: str, num_retry: int | None, raise_on_silence: bool = True,
+                  already_sent: bool = False) -> dict[int, tuple[int, bytes]]:
+        """`_transact` with retries that re-ask only the servos still missing. With `already_sent`, the first
+        try is the request the hot path sent (its replies are in `_pending_bytes`)."""
         tries = 1 + (self.num_retry if num_retry is None else num_retry)
         got: dict[int, tuple[int, bytes]] = {}
         missing = list(ids)
@@ -347,8 +354,7 @@ class ServoBus(MotorsBus):
         for attempt in range(tries):
             if attempt:
                 self.retries += 1
-            # After a failed fast path, the first pass only parses the bytes it already read (no new request).
-            request = b"" if attempt == 0 and self._pending_bytes else build(missing)
+            request = b"" if attempt == 0 and already_sent else build(missing)
             got.update(self._transact(request, missing, n_params))
             missing = [i for i in missing if i not in got]
             if not missing:
@@ -484,18 +490,20 @@ class ServoBus(MotorsBus):
         """READ (one motor) or SYNC_READ (several), decoded and optionally normalised, in motor order."""
         self._require_connected()
         plan = self._read_plan(data_name, names)
-        raw = None
+        raw, sent = None, False
         if single:
             servo_id = plan.ids[0]
             build = lambda _: self._vendor_read(servo_id, plan.address, plan.length)  # noqa: E731
         else:
             self._assert_protocol_is_compatible("sync_read")
-            raw = None if self._input_dirty else self._fast_sync_read(plan)
+            if not self._input_dirty:
+                raw, sent = self._fast_sync_read(plan)
             full = plan.request
             build = lambda ids: full if len(ids) == len(plan.ids) else self._vendor_sync_read(  # noqa: E731
                 plan.address, plan.length, ids)
         if raw is None:
-            got = self._exchange(build, plan.ids, plan.length, what=f"reading {data_name}", num_retry=num_retry)
+            got = self._exchange(build, plan.ids, plan.length, what=f"reading {data_name}", num_retry=num_retry,
+                                 already_sent=sent)
             raw = [self._vendor_from_bytes(got[i][1]) for i in plan.ids]
         if plan.sign is not None:
             raw = [plan.sign(v) for v in raw]

@@ -70,7 +70,7 @@ class DynamixelBus(ServoBus):
     def _fast_sync_read(self, plan):
         """The byte-exact hot path expects one status packet per servo; a Fast Sync Read reply is one combined
         packet, parsed by the general path (`_transact` below)."""
-        return None if self.fast_sync_read else super()._fast_sync_read(plan)
+        return (None, False) if self.fast_sync_read else super()._fast_sync_read(plan)
 
     def _vendor_parse_exact(self, buffer, ids, n_params):
         size = 11 + n_params
