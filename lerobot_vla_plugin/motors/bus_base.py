@@ -472,6 +472,14 @@ class ServoBus(MotorsBus):
             self._read_plans[key] = plan
         return plan
 
+    def _shared_encoding(self, data_name: str, names: Sequence[str]) -> int | None:
+        """The `model_encoding_table` entry of a register (Feetech: sign bit, Dynamixel: size in bytes) common to
+        these motors, or None when the register is unsigned."""
+        entries = {self.model_encoding_table.get(self.motors[n].model, {}).get(data_name) for n in names}
+        if len(entries) != 1:
+            raise NotImplementedError(f"{data_name!r} is encoded differently on {list(names)}; access them separately.")
+        return entries.pop()
+
     def _sign_decoder(self, data_name: str, names: Sequence[str]) -> Callable[[int], int] | None:
         return None
 

@@ -8,7 +8,6 @@ recorded per motor. Optional Fast Sync Read (firmware ≥ 45/46) reads all servo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 from lerobot.motors.motors_bus import Motor, MotorCalibration
 
@@ -99,19 +98,15 @@ class DynamixelBus(ServoBus):
     def _vendor_from_bytes(self, data: bytes) -> int:
         return int.from_bytes(data, "little")
 
-    def _sign_sizes(self, data_name: str, names: Sequence[str]) -> int | None:
-        sizes = {self.model_encoding_table.get(self.motors[n].model, {}).get(data_name) for n in names}
-        return None if sizes == {None} else sizes.pop()
-
     def _sign_decoder(self, data_name, names):
-        size = self._sign_sizes(data_name, names)
+        size = self._shared_encoding(data_name, names)
         if size is None:
             return None
         bits = 8 * size
         return lambda raw: raw - (1 << bits) if raw >= 1 << (bits - 1) else raw
 
     def _sign_encoder(self, data_name, names):
-        size = self._sign_sizes(data_name, names)
+        size = self._shared_encoding(data_name, names)
         if size is None:
             return None
         mask = (1 << (8 * size)) - 1

@@ -85,18 +85,12 @@ class FeetechBus(ServoBus):
         return int.from_bytes(data, "big" if self._big_endian else "little")
 
     def _sign_decoder(self, data_name: str, names: Sequence[str]):
-        bits = {self.model_encoding_table.get(self.motors[n].model, {}).get(data_name) for n in names}
-        if bits == {None}:
-            return None
-        (bit,) = bits
-        return lambda raw: fp.decode_sign_magnitude(raw, bit)
+        bit = self._shared_encoding(data_name, names)
+        return None if bit is None else lambda raw: fp.decode_sign_magnitude(raw, bit)
 
     def _sign_encoder(self, data_name: str, names: Sequence[str]):
-        bits = {self.model_encoding_table.get(self.motors[n].model, {}).get(data_name) for n in names}
-        if bits == {None}:
-            return None
-        (bit,) = bits
-        return lambda value: fp.encode_sign_magnitude(value, bit)
+        bit = self._shared_encoding(data_name, names)
+        return None if bit is None else lambda value: fp.encode_sign_magnitude(value, bit)
 
     def _model_number_after_ping(self, servo_id: int, params: bytes, raise_on_error: bool) -> int | None:
         """A Feetech PING reply carries no model number: read it (address 3) as the vendor SDK does."""
