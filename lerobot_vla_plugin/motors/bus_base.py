@@ -17,19 +17,25 @@ from __future__ import annotations
 import logging
 import os
 import time
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lerobot.motors.motors_bus import Motor, MotorCalibration, MotorNormMode, MotorsBus
 
 from .errors import ServoNotRespondingError, ServoStatusError
-from .serial_link import SerialLink
+from .packet_scan import Burst
+from .serial_link import SerialLink, is_pseudo_terminal
 
 logger = logging.getLogger(__name__)
 
 COMM_SUCCESS = 0
 COMM_RX_TIMEOUT = -6
 DEFAULT_NUM_RETRY = 2
+REAL_SERVO_TIMEOUT_MS = 25
+# An emulator's reply is a thread or process being scheduled: on a loaded 2-core machine that can take tens of
+# ms, now and then hundreds. Waiting longer costs nothing on a healthy bus, only on a silent servo.
+EMULATED_SERVO_TIMEOUT_MS = 500
 
 
 @dataclass
@@ -63,9 +69,8 @@ class ServoBus(MotorsBus):
     """Base of FeetechBus / DynamixelBus. Not used directly."""
 
     # ms to wait for a status packet beyond its wire time. Real servos answer in < 1 ms; the margin covers USB
-    # adapters (an FTDI latency timer defaults to 16 ms). LEROBOT_VLA_BUS_TIMEOUT_MS overrides it, e.g. on a
-    # machine so loaded that replies are read late.
-    default_timeout = int(os.environ.get("LEROBOT_VLA_BUS_TIMEOUT_MS", "25"))
+    # adapters (an FTDI latency timer defaults to 16 ms). LeRobot's `MotorsBus` names this `default_timeout`.
+    default_timeout = REAL_SERVO_TIMEOUT_MS
     status_overhead_bytes = 6  # bytes of a status packet that are not parameters (vendor sets it)
 
     def __init__(
@@ -84,7 +89,8 @@ class ServoBus(MotorsBus):
         super().__init__(port, motors, calibration)
         self.num_retry = num_retry
         self.link = SerialLink(port, self.default_baudrate)
-        self._timeout_s = (timeout_ms if timeout_ms is not None else self.default_timeout) / 1000.0
+        self._owner_timeout_ms = timeout_ms  # the owner's choice survives connect() and reconnects
+        self._timeout_s = self.reply_timeout_ms() / 1000.0
         self._read_plans: dict[tuple, _ReadPlan] = {}
         self._input_dirty = False
         self._pending_bytes = b""
@@ -103,22 +109,34 @@ class ServoBus(MotorsBus):
         self._calibration = value or {}
         self._norm_cache = {}
 
-    # -- vendor hooks -----------------------------------------------------------------------------------------
+    # -- vendor hooks: abstract, so a subclass missing one fails at construction, not mid-transaction -----------
 
-    def _vendor_ping(self, servo_id: int) -> bytes: raise NotImplementedError
-    def _vendor_read(self, servo_id: int, address: int, length: int) -> bytes: raise NotImplementedError
-    def _vendor_write(self, servo_id: int, address: int, data: bytes) -> bytes: raise NotImplementedError
-    def _vendor_sync_read(self, address: int, length: int, ids: Sequence[int]) -> bytes: raise NotImplementedError
-    def _vendor_sync_write(self, address: int, length: int, data_by_id: dict[int, bytes]) -> bytes:
-        raise NotImplementedError
-    def _vendor_decode(self, buffer: bytearray, start: int): raise NotImplementedError
-    def _vendor_unpack(self, packet) -> tuple[int, int, bytes]: raise NotImplementedError  # (id, error, params)
+    @abstractmethod
+    def _vendor_ping(self, servo_id: int) -> bytes: ...
+    @abstractmethod
+    def _vendor_read(self, servo_id: int, address: int, length: int) -> bytes: ...
+    @abstractmethod
+    def _vendor_write(self, servo_id: int, address: int, data: bytes) -> bytes: ...
+    @abstractmethod
+    def _vendor_sync_read(self, address: int, length: int, ids: Sequence[int]) -> bytes: ...
+    @abstractmethod
+    def _vendor_sync_write(self, address: int, length: int, data_by_id: dict[int, bytes]) -> bytes: ...
+    @abstractmethod
+    def _vendor_decode_packets(self, buffer: bytearray, start: int) -> Burst:
+        """The protocol module's `decode_packets`: every packet in the buffer, corrupted ones counted and skipped."""
+    @abstractmethod
+    def _vendor_unpack(self, packet) -> tuple[int, int, bytes]:
+        """(id, error, params) of a decoded status packet."""
+    @abstractmethod
     def _vendor_split_error(self, error: int) -> tuple[list[str], list[str]]:
         """(words meaning the command failed, words describing the servo's state)."""
-        raise NotImplementedError
-    def _vendor_to_bytes(self, value: int, length: int) -> bytes: raise NotImplementedError
-    def _vendor_from_bytes(self, data: bytes) -> int: raise NotImplementedError
-    _checksum_error: type[Exception] = ValueError
+    @abstractmethod
+    def _vendor_to_bytes(self, value: int, length: int) -> bytes: ...
+    @abstractmethod
+    def _vendor_from_bytes(self, data: bytes) -> int: ...
+    @abstractmethod
+    def _model_number_after_ping(self, servo_id: int, params: bytes, raise_on_error: bool) -> int | None:
+        """The model number of a servo that just answered a PING with `params`."""
 
     # -- connection -------------------------------------------------------------------------------------------
 
@@ -129,11 +147,12 @@ class ServoBus(MotorsBus):
     def _connect(self, handshake: bool = True) -> None:
         self.link.baudrate = self.default_baudrate
         self.link.open()
+        self._timeout_s = self.reply_timeout_ms() / 1000.0  # the port may not have existed at construction
         if handshake:
             try:
                 self._handshake()
             except Exception:
-                self.link.close()
+                self.close_port()
                 raise
 
     def disconnect(self, disable_torque: bool = True) -> None:
@@ -146,7 +165,15 @@ class ServoBus(MotorsBus):
             if disable_torque:
                 self.safe_torque_off()
         finally:
+            self.close_port()
+
+    def close_port(self) -> None:
+        """Close the serial port without talking to the servos (torque stays as it is). Never raises: this is
+        for cleanup paths, where a failing close must not hide the error being handled."""
+        try:
             self.link.close()
+        except Exception as exc:  # noqa: BLE001 - the port is forgotten either way
+            logger.warning("Closing %s failed: %s", self.port, exc)
 
     def safe_torque_off(self) -> list[str]:
         """Torque off on every servo, best effort: a broadcast-style write first, then per servo with retries.
@@ -171,8 +198,44 @@ class ServoBus(MotorsBus):
         """One sync write of Torque_Enable = 0 to all motors (no reply), before the confirmed writes."""
         self.sync_write("Torque_Enable", {m: 0 for m in self.motors}, normalize=False)
 
-    def set_timeout(self, timeout_ms: int | None = None) -> None:
-        self._timeout_s = (timeout_ms if timeout_ms is not None else self.default_timeout) / 1000.0
+    @property
+    def timeout_ms(self) -> float:
+        """The reply timeout in force now."""
+        return self._timeout_s * 1000.0
+
+    @property
+    def emulated(self) -> bool:
+        """The port is a pseudo-terminal: the servo emulator answers, not servos on a wire."""
+        return is_pseudo_terminal(self.port)
+
+    def reply_timeout_ms(self) -> float:
+        """How long to wait for a status packet beyond its wire time.
+
+        The owner's timeout (constructor or `set_timeout(ms)`) wins; then LEROBOT_VLA_BUS_TIMEOUT_MS; then the
+        default for the port: tight for real servos, wide for an emulator, whose replies come from a process that
+        shares the CPU with everything else (training, video encoding) and may be scheduled late.
+        """
+        if self._owner_timeout_ms is not None:
+            return float(self._owner_timeout_ms)
+        override = os.environ.get("LEROBOT_VLA_BUS_TIMEOUT_MS")
+        if override:
+            try:
+                return float(override)
+            except ValueError:
+                raise ValueError(
+                    f"LEROBOT_VLA_BUS_TIMEOUT_MS={override!r} is not a number of milliseconds; unset it or give "
+                    "e.g. 50."
+                ) from None
+        return float(EMULATED_SERVO_TIMEOUT_MS if self.emulated else self.default_timeout)
+
+    def set_timeout(self, timeout_ms: float | None = None) -> None:
+        """`set_timeout(ms)` sets the owner's timeout; `set_timeout()` (what LeRobot's `connect()` calls) keeps it,
+        or falls back to the port's default, instead of discarding it."""
+        if timeout_ms is not None:
+            if timeout_ms <= 0:
+                raise ValueError(f"timeout_ms must be positive, got {timeout_ms}")
+            self._owner_timeout_ms = timeout_ms
+        self._timeout_s = self.reply_timeout_ms() / 1000.0
 
     def get_baudrate(self) -> int:
         return self.link.baudrate
@@ -195,7 +258,7 @@ class ServoBus(MotorsBus):
                 if ids_models:
                     found[baudrate] = list(ids_models)
         finally:
-            bus.link.close()
+            bus.close_port()
         return found
 
     def _find_single_motor(self, motor: str, initial_baudrate: int | None = None) -> tuple[int, int]:
@@ -261,7 +324,7 @@ class ServoBus(MotorsBus):
         return values, True
 
     def _transact(self, request: bytes, expect_ids: Sequence[int], n_params: int | None,
-                  expect_extra_bytes: int = 0, decode=None) -> dict[int, tuple[int, bytes]]:
+                  expect_extra_bytes: int = 0, decode_packets=None) -> dict[int, tuple[int, bytes]]:
         """Send `request` and collect status packets from `expect_ids` (any order) until all came or time ran out.
 
         Returns {id: (error, params)}. Packets from other ids, of the wrong length, or with a bad checksum are
@@ -283,7 +346,7 @@ class ServoBus(MotorsBus):
         buffer = bytearray(self._pending_bytes)  # bytes a failed fast path already read for this request
         self._pending_bytes = b""
         position = 0
-        decode = decode or self._vendor_decode
+        decode_packets = decode_packets or self._vendor_decode_packets
         unpack = self._vendor_unpack
         first = bool(buffer)
         while wanted:
@@ -297,15 +360,9 @@ class ServoBus(MotorsBus):
                     break
                 buffer += chunk
             first = False
-            while True:
-                try:
-                    packet, position = decode(buffer, position)
-                except self._checksum_error as exc:
-                    self.corrupt_packets += 1
-                    position = exc.end
-                    continue
-                if packet is None:
-                    break
+            packets, position, corrupt = decode_packets(buffer, position)
+            self.corrupt_packets += corrupt
+            for packet, _ in packets:
                 servo_id, error, params = unpack(packet)
                 if servo_id in wanted and (n_params is None or len(params) == n_params):
                     got[servo_id] = (error, params)
@@ -329,16 +386,9 @@ class ServoBus(MotorsBus):
             if not chunk:
                 break
             buffer += chunk
-            while True:
-                try:
-                    packet, position = self._vendor_decode(buffer, position)
-                except self._checksum_error as exc:
-                    self.corrupt_packets += 1
-                    position = exc.end
-                    continue
-                if packet is None:
-                    break
-                packets.append(packet)
+            found, position, corrupt = self._vendor_decode_packets(buffer, position)
+            self.corrupt_packets += corrupt
+            packets += [packet for packet, _ in found]
         self._input_dirty = False
         return packets
 
@@ -365,6 +415,7 @@ class ServoBus(MotorsBus):
                 motors={i: self._id_to_name_dict.get(i, f"id {i}") for i in missing}, port=self.port,
                 baudrate=self.link.baudrate, tries=tries, what=what,
                 corrupt_packets=self.corrupt_packets - corrupt_before,
+                timeout_ms=self._timeout_s * 1000.0, emulated=self.emulated,
             )
         return got
 
@@ -433,9 +484,6 @@ class ServoBus(MotorsBus):
         if servo_id not in got:
             return None
         return self._model_number_after_ping(servo_id, got[servo_id][1], raise_on_error)
-
-    def _model_number_after_ping(self, servo_id: int, params: bytes, raise_on_error: bool) -> int | None:
-        raise NotImplementedError
 
     def _get_motor_id(self, motor) -> int:
         return motor if isinstance(motor, int) else self.motors[motor].id
@@ -650,9 +698,9 @@ class ServoBus(MotorsBus):
 
     # -- health -----------------------------------------------------------------------------------------------
 
+    @abstractmethod
     def read_health(self, motors=None) -> dict[str, MotorHealth]:
         """Temperature, voltage, load/current and error bits of every motor, in as few transactions as possible.
 
         Silent servos come back with `responded=False` instead of raising, so a monitor can decide what to do.
         """
-        raise NotImplementedError

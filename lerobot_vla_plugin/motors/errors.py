@@ -15,17 +15,30 @@ class ServoNotRespondingError(ConnectionError):
     """A servo stayed silent (or only sent corrupt packets) through every retry."""
 
     def __init__(self, *, motors: dict[int, str], port: str, baudrate: int, tries: int, what: str,
-                 corrupt_packets: int = 0):
+                 corrupt_packets: int = 0, timeout_ms: float | None = None, emulated: bool = False):
         self.motors = motors
         self.port = port
         self.baudrate = baudrate
         self.tries = tries
+        self.emulated = emulated
         names = ", ".join(f"'{name}' (id {servo_id})" for servo_id, name in motors.items())
         corrupt = f" and {corrupt_packets} corrupt packets were discarded" if corrupt_packets else ""
+        waited = f" (waited {timeout_ms:.0f} ms each)" if timeout_ms is not None else ""
+        if emulated:
+            advice = (
+                f"{port} is a pseudo-terminal, so the servo emulator answers there, not hardware: check that the "
+                "emulator (`lerobot-vla emulate`, or the virtual arm of this command) is still running and serves "
+                "this id. On a heavily loaded machine it may answer late: give the bus more time with "
+                "LEROBOT_VLA_BUS_TIMEOUT_MS (milliseconds)."
+            )
+        else:
+            advice = (
+                "Check that the servo is powered and its cable is seated, that its id and baud rate were set "
+                "(`lerobot-vla setup-motors`), and run `lerobot-vla doctor` for a full check."
+            )
         super().__init__(
-            f"No valid reply from servo {names} to {what} on port {port} at {baudrate} baud after {tries} "
-            f"tries{corrupt}. Check that the servo is powered and its cable is seated, that its id and baud rate "
-            f"were set (`lerobot-vla setup-motors`), and run `lerobot-vla doctor` for a full check."
+            f"No valid reply from {'emulated ' if emulated else ''}servo {names} to {what} on port {port} at "
+            f"{baudrate} baud after {tries} tries{waited}{corrupt}. {advice}"
         )
 
 

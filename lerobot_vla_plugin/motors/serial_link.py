@@ -9,11 +9,33 @@ from __future__ import annotations
 import errno
 import os
 import select
+import stat
+import sys
 import time
 
 import serial
 
 from .errors import PortUnavailableError
+
+
+_LINUX_PTY_SLAVE_MAJORS = range(136, 144)  # Unix98 pty slaves (/dev/pts/N), see Documentation/admin-guide/devices.txt
+
+
+def is_pseudo_terminal(port: str) -> bool:
+    """True when `port` is a pseudo-terminal: the servo emulator (or a socat/ser2net bridge) answers there, a
+    process on a possibly busy computer rather than servos on a wire, so replies need a wider margin."""
+    try:
+        info = os.stat(port)
+    except OSError:
+        return False
+    if not stat.S_ISCHR(info.st_mode):
+        return False
+    real = os.path.realpath(port)
+    if real.startswith("/dev/pts/"):
+        return True
+    if sys.platform == "darwin":
+        return os.path.basename(real).startswith("ttys")  # macOS pty slaves are /dev/ttysNNN
+    return sys.platform.startswith("linux") and os.major(info.st_rdev) in _LINUX_PTY_SLAVE_MAJORS
 
 
 class SerialLink:

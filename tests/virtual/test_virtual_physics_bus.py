@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from virtual_teleop import BUS_TIMEOUT_MS, connect_follower, so101_motors
+from virtual_teleop import connect_follower, so101_motors
 
 from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101
 from lerobot_vla_plugin.motors.errors import ServoNotRespondingError
@@ -30,7 +30,7 @@ def ticks(bus: FeetechBus, goal: dict[str, float], n: int) -> dict[str, float]:
 
 
 def test_calibrated_arm_reads_the_simulated_joint_angles_in_degrees_and_gripper_percent(virtual):
-    bus = FeetechBus(virtual.follower_port, so101_motors(), virtual.calibration(), timeout_ms=BUS_TIMEOUT_MS)
+    bus = FeetechBus(virtual.follower_port, so101_motors(), virtual.calibration())
     bus.connect()
     assert bus.is_calibrated  # the servos' EEPROM holds what calibration() returns
     # Horns are not mounted centred on the encoders, so every joint needs (and has) a homing offset.

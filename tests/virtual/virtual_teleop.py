@@ -11,10 +11,6 @@ from lerobot.motors.motors_bus import Motor, MotorNormMode
 
 from lerobot_vla_plugin.motors.feetech.bus import FeetechBus
 
-# The emulator answers in well under a millisecond, but on a loaded shared CI machine its thread may wait for a
-# CPU for longer than the real-servo default timeout (25 ms); a generous timeout only delays real failures.
-BUS_TIMEOUT_MS = 1000
-
 SO_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 
 
@@ -25,7 +21,7 @@ def so101_motors() -> dict[str, Motor]:
 
 def connect_follower(port: str, calibration) -> FeetechBus:
     """Connected, configured as LeRobot configures an SO-101 follower, torque on holding the present pose."""
-    bus = FeetechBus(port, so101_motors(), calibration, timeout_ms=BUS_TIMEOUT_MS)
+    bus = FeetechBus(port, so101_motors(), calibration)
     bus.connect()
     with bus.torque_disabled():
         bus.configure_motors()
@@ -43,7 +39,7 @@ def connect_follower(port: str, calibration) -> FeetechBus:
 
 
 def connect_leader(port: str, calibration) -> FeetechBus:
-    bus = FeetechBus(port, so101_motors(), calibration, timeout_ms=BUS_TIMEOUT_MS)
+    bus = FeetechBus(port, so101_motors(), calibration)
     bus.connect()
     bus.disable_torque()
     return bus
