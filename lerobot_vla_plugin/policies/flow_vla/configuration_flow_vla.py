@@ -6,6 +6,7 @@ light: dataclasses and LeRobot config types only, never the torch model code in 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from lerobot.configs.policies import PreTrainedConfig
@@ -159,6 +160,13 @@ class FlowVLAConfig(PreTrainedConfig):
             raise ValueError(f"shortcut_fraction must be in [0, 1), got {self.shortcut_fraction}.")
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}.")
+        if self.uncertainty_num_samples < 2:
+            raise ValueError(
+                f"uncertainty_num_samples must be >= 2, got {self.uncertainty_num_samples}: the uncertainty score "
+                "is the spread between sampled chunks, and one sample has none."
+            )
+        if self.uncertainty_threshold is not None and not math.isfinite(self.uncertainty_threshold):
+            raise ValueError(f"uncertainty_threshold must be a finite number or None, got {self.uncertainty_threshold}.")
 
     @property
     def text_tokenizer_name(self) -> str:

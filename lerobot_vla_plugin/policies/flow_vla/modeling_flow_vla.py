@@ -8,6 +8,7 @@ velocity, d = 1/n is a jump that stays accurate with only n steps, which is what
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import torch
@@ -450,11 +451,15 @@ class FlowVLAPolicy(PreTrainedPolicy):
         return chunks.std(dim=1).mean(dim=(1, 2))
 
     def is_uncertain(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
-        """(batch,) bool: True where the score exceeds the calibrated threshold — hand control to a human."""
-        if self.config.uncertainty_threshold is None:
+        """(batch,) bool: True where the score exceeds the calibrated threshold — hand control to a human.
+        A score that is not a number (NaN/inf from a broken observation) counts as uncertain: comparing it
+        with the threshold would be False and never hand over."""
+        threshold = self.config.uncertainty_threshold
+        if threshold is None or not math.isfinite(threshold):
             raise ValueError(
                 "uncertainty_threshold is not calibrated. Run "
                 "lerobot_vla_plugin.policies.flow_vla.uncertainty.calibrate_uncertainty_threshold on held-out "
                 "episodes and save the policy again."
             )
-        return self.action_uncertainty(batch, generator=generator) > self.config.uncertainty_threshold
+        score = self.action_uncertainty(batch, generator=generator)
+        return ~torch.isfinite(score) | (score > threshold)

@@ -141,6 +141,12 @@ def calibrate_uncertainty_threshold(
     if not in_scores:
         raise ValueError("No held-out batches were given; pass batches from episodes the policy was not trained on.")
     in_distribution, perturbed = torch.cat(in_scores), torch.cat(out_scores)
+    if not torch.isfinite(in_distribution).all():
+        raise ValueError(
+            f"{int((~torch.isfinite(in_distribution)).sum())} of {len(in_distribution)} held-out observations "
+            "score NaN/inf, so no threshold can be calibrated; check the held-out data and "
+            "config.uncertainty_num_samples (>= 2)."
+        )
     threshold = choose_threshold(in_distribution, perturbed, max_false_alarm_rate)
     policy.config.uncertainty_threshold = threshold
     return UncertaintyCalibration(
