@@ -174,6 +174,7 @@ class VirtualCamera(Camera):
                 if self._stop.wait(0.2):
                     return
                 continue
+            self._capture_error = None  # recovered (the socket client reconnects after a timeout)
             with self._frame_lock:
                 self._latest, self._latest_at = image, time.perf_counter()
                 self._new_frame.set()

@@ -141,37 +141,74 @@ class RemoteVirtualArm:
     """Client of `VirtualArmServer`: the same `info/frame/status/new_episode` calls, over the socket.
 
     One request at a time (a lock serializes threads); open one client per camera for parallel frames.
+    A request that times out or breaks off mid-reply drops the connection and the next request opens a fresh
+    one: the server may still answer the old request, and on a new connection that late reply cannot be
+    read as the answer to a later one.
     """
 
     def __init__(self, path: str | os.PathLike, timeout_s: float = 10.0):
         self.path = str(path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout_s)
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._file = None
+        self._closed = False
+        self._connect()
+
+    def _connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout_s)
         try:
-            self._sock.connect(self.path)
+            sock.connect(self.path)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            self._sock.close()
+            sock.close()
             raise ConnectionError(
                 f"no virtual arm is serving {self.path} ({exc.strerror}); start one with "
                 "`lerobot-vla emulate --arm so101 --physics` and use the camera socket path it prints"
             ) from exc
-        self._file = self._sock.makefile("rb")
-        self._lock = threading.Lock()
+        self._sock, self._file = sock, sock.makefile("rb")
+
+    def _disconnect(self) -> None:
+        sock, file, self._sock, self._file = self._sock, self._file, None, None
+        try:
+            if file is not None:
+                file.close()
+        finally:
+            if sock is not None:
+                sock.close()
 
     def _call(self, request: dict) -> tuple[dict, bytes | None]:
         with self._lock:
-            self._sock.sendall(json.dumps(request).encode() + b"\n")
-            line = self._file.readline(_MAX_LINE_BYTES)
-            if not line:
-                raise ConnectionError(f"the virtual arm at {self.path} closed the connection")
-            header = json.loads(line)
-            payload = None
-            if header.get("ok") and "nbytes" in header:
-                payload = self._file.read(header["nbytes"])
-                if len(payload) != header["nbytes"]:
-                    raise ConnectionError(f"the virtual arm at {self.path} closed the connection mid-frame")
+            if self._closed:
+                raise ConnectionError(f"the client of the virtual arm at {self.path} is closed")
+            if self._sock is None:
+                self._connect()
+            try:
+                header, payload = self._exchange(self._sock, self._file, request)
+            except TimeoutError as exc:
+                self._disconnect()
+                raise TimeoutError(
+                    f"the virtual arm at {self.path} did not answer {request['op']!r} within {self.timeout_s} s; "
+                    "the next request reconnects"
+                ) from exc
+            except BaseException:
+                self._disconnect()  # the reply stream is in an unknown state
+                raise
         if not header.pop("ok", False):
             raise RemoteArmError(f"virtual arm at {self.path}: {header.get('error', 'unknown error')}")
+        return header, payload
+
+    def _exchange(self, sock: socket.socket, file, request: dict) -> tuple[dict, bytes | None]:
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        line = file.readline(_MAX_LINE_BYTES)
+        if not line:
+            raise ConnectionError(f"the virtual arm at {self.path} closed the connection")
+        header = json.loads(line)
+        payload = None
+        if header.get("ok") and "nbytes" in header:
+            payload = file.read(header["nbytes"])
+            if len(payload) != header["nbytes"]:
+                raise ConnectionError(f"the virtual arm at {self.path} closed the connection mid-frame")
         return header, payload
 
     def info(self) -> dict:
@@ -192,10 +229,9 @@ class RemoteVirtualArm:
         return bool(self.status()["is_success"])
 
     def close(self) -> None:
-        try:
-            self._file.close()
-        finally:
-            self._sock.close()
+        """Not under the request lock: closing the socket also ends a request that is waiting for a reply."""
+        self._closed = True
+        self._disconnect()
 
     def __enter__(self) -> RemoteVirtualArm:
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import wait_until
 from lerobot.cameras.utils import make_cameras_from_configs
 
 from lerobot_vla_plugin.cameras.config_virtual_camera import VirtualCameraConfig
@@ -68,6 +69,46 @@ def test_socket_exposes_episode_control_and_task_success():
             assert client.status()["is_success"] is True
             with pytest.raises(RemoteArmError, match="unknown camera 'top'"):
                 client.frame("top", 64, 48)
+
+
+def test_socket_client_reconnects_after_a_timeout_and_never_takes_the_late_reply():
+    with VirtualSO101(lockstep=True, leader=False, camera_socket=True) as virtual:
+        virtual.frame("front", 64, 48)  # the renderer is up before the stall is timed
+        with RemoteVirtualArm(virtual.camera_socket, timeout_s=0.5) as client:
+            with virtual.lock:  # the server cannot render while the scene is held
+                with pytest.raises(TimeoutError):
+                    client.frame("front", 64, 48)
+            client.timeout_s = 60.0  # from here on only a hang guard
+            # The stalled 64x48 reply may arrive now; it must not be taken for this 160x120 request.
+            image, _ = client.frame("front", 160, 120)
+            assert image.shape == (120, 160, 3)
+            local, _ = virtual.frame("front", 160, 120)
+            assert np.abs(image.astype(int) - local.astype(int)).mean() < 1.0
+            assert client.info()["lockstep"] is True
+
+
+def _capture_stalled_message(camera) -> str:
+    """The error of a background-capture read once no frame is pending; '' while frames still arrive."""
+    try:
+        camera.async_read(timeout_ms=50)
+    except TimeoutError as exc:
+        return str(exc)
+    return ""
+
+
+def test_wall_clock_socket_camera_delivers_frames_again_after_a_stall():
+    with VirtualSO101(lockstep=False, leader=False, camera_socket=True) as virtual:
+        virtual.frame("front", 64, 48)
+        camera = VirtualCamera(VirtualCameraConfig(camera="front", socket_path=virtual.camera_socket,
+                                                   width=64, height=48, fps=20, timeout_ms=500))
+        camera.connect(warmup=False)
+        try:
+            with virtual.lock:
+                wait_until(lambda: "last capture error: TimeoutError" in _capture_stalled_message(camera),
+                           what="the background capture to time out")
+            assert camera.async_read(timeout_ms=60_000).shape == (48, 64, 3)
+        finally:
+            camera.disconnect()
 
 
 def test_wall_clock_camera_captures_in_the_background_at_its_fps():
