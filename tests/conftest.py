@@ -50,6 +50,19 @@ def koch_emulator():
 
 
 @pytest.fixture
+def scs_emulator():
+    """Two SCS0009 servos (ids 1, 2): the big-endian protocol-1 family, which has no SYNC_READ."""
+    from lerobot_vla_plugin.emulator.bus import EmulatedBus
+    from lerobot_vla_plugin.emulator.feetech import FeetechBusLogic, FeetechServo
+    from lerobot_vla_plugin.emulator.servo import ServoEnvironment
+    from lerobot_vla_plugin.motors.feetech.tables import MODELS
+
+    servos = [FeetechServo(i, MODELS["scs0009"], environment=ServoEnvironment(supply_voltage_v=5.0)) for i in (1, 2)]
+    with EmulatedBus(FeetechBusLogic(servos)) as bus:
+        yield bus
+
+
+@pytest.fixture
 def feetech_bus(so101_emulator):
     from lerobot_vla_plugin.motors.feetech.bus import FeetechBus
 

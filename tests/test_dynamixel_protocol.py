@@ -260,6 +260,24 @@ def test_stream_skips_a_corrupted_header_whose_length_would_swallow_the_next_pac
     assert stream.bad_crcs == 1 and stream.pending == 0
 
 
+def test_a_corrupted_length_field_does_not_swallow_the_next_servos_reply():
+    """LEN + 2 makes servo 1's reply claim the first header bytes of servo 2's reply (and fail its CRC): the
+    scan must resume just after servo 1's header, not at the claimed end, or servo 2's good reply is lost."""
+    damaged = bytearray(protocol.status(1, 0, encode_value(2048, 4)))
+    damaged[5] += 2  # LEN_L
+    good = protocol.status(2, 0, encode_value(1000, 4))
+    burst = bytes(damaged) + good
+    with pytest.raises(CRCError) as caught:
+        decode_packet(burst)
+    assert caught.value.end > len(damaged)  # the claimed end lies inside servo 2's reply
+    packets, keep_from, corrupt = protocol.decode_packets(burst)
+    assert [packet for packet, _ in packets] == [Packet(2, STATUS, 0, encode_value(1000, 4))]
+    assert (keep_from, corrupt) == (len(burst), 1)
+    stream = PacketStream()
+    assert stream.feed(burst) == [Packet(2, STATUS, 0, encode_value(1000, 4))]
+    assert stream.bad_crcs == 1 and stream.pending == 0
+
+
 def test_corrupted_packet_raises_crc_error_naming_the_servo_and_where_it_ends():
     corrupted = bytearray(protocol.status(7, 0, b"\x01\x02"))
     corrupted[9] ^= 0x10

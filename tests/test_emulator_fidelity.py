@@ -81,6 +81,25 @@ def test_scservo_sdk_ping_read_write_and_group_sync(scs, so101_emulator):
     assert so101_emulator.servo(5).memory.get_raw("Goal_Position") == 2304
 
 
+def test_scs_servos_answer_read_but_not_sync_read_like_real_scs_firmware(scs_emulator):
+    import scservo_sdk as sdk
+
+    port = sdk.PortHandler(scs_emulator.port)
+    _patient(port)
+    assert port.openPort() and port.setBaudRate(1_000_000)
+    packets = sdk.PacketHandler(1)  # the SDK's byte order is module-global: big-endian for SCS
+    try:
+        assert packets.read2ByteTxRx(port, 1, 3) == (1284, sdk.COMM_SUCCESS, 0)  # Model_Number, big-endian
+        reader = sdk.GroupSyncRead(port, packets, 56, 2)
+        for servo_id in (1, 2):
+            reader.addParam(servo_id)
+        assert reader.txRxPacket() == sdk.COMM_RX_TIMEOUT
+        assert scs_emulator.packets_handled == 2
+    finally:
+        sdk.PacketHandler(0)  # back to little-endian, as every other test expects
+        port.closePort()
+
+
 def test_scservo_sdk_sees_error_bits(scs, so101_emulator):
     sdk, port, packets = scs
     so101_emulator.servo(4).env.faults.latched_error_bits = 0x04  # overheat

@@ -173,6 +173,28 @@ def test_stream_drops_a_corrupted_frame_counts_it_and_keeps_the_next():
     assert stream.bad_checksums == 1
 
 
+def _with_grown_length(reply: bytes, grow_by: int) -> bytes:
+    damaged = bytearray(reply)
+    damaged[3] += grow_by  # LEN
+    return bytes(damaged)
+
+
+def test_a_corrupted_length_field_does_not_swallow_the_next_servos_reply():
+    """LEN + 3 makes servo 1's reply claim the header and id of servo 2's reply (and fail its checksum): the
+    scan must resume just after servo 1's header, not at the claimed end, or servo 2's good reply is lost."""
+    good = protocol.status(2, 0, b"\x00\x08")
+    burst = _with_grown_length(protocol.status(1, 0, b"\x34\x12"), 3) + good
+    with pytest.raises(ChecksumError) as caught:
+        decode_packet(burst)
+    assert caught.value.end > len(burst) - len(good)  # the claimed end lies inside servo 2's reply
+    packets, keep_from, corrupt = protocol.decode_packets(burst)
+    assert [packet for packet, _ in packets] == [Packet(2, 0, b"\x00\x08")]
+    assert (keep_from, corrupt) == (len(burst), 1)
+    stream = PacketStream()
+    assert stream.feed(burst) == [Packet(2, 0, b"\x00\x08")]
+    assert stream.bad_checksums == 1 and stream.pending == 0
+
+
 def test_triple_ff_is_a_header_followed_by_the_id():
     for prefix in (b"\xff", b"\xff\xff", b"\xff\xff\xff\xff"):
         assert decode_packet(prefix + protocol.ping(1)) == (Packet(1, Instruction.PING, b""), len(prefix) + 6)

@@ -10,6 +10,7 @@ import pytest
 from conftest import SO_JOINTS, calibration, koch_motors, so_motors
 
 from lerobot_vla_plugin.emulator.bus import EmulatedBus, LinkFaults
+from lerobot_vla_plugin.motors.bus_base import ServoBus
 from lerobot_vla_plugin.motors.dynamixel.bus import DynamixelBus
 from lerobot_vla_plugin.motors.errors import PortUnavailableError, ServoNotRespondingError, ServoStatusError
 from lerobot_vla_plugin.motors.feetech.bus import FeetechBus
@@ -91,11 +92,88 @@ def test_torque_on_drives_to_the_stored_goal_like_a_real_servo(rig):
 def test_sync_write_read_is_one_transfer_that_writes_and_reads(rig):
     emulator, bus = rig
     bus.enable_torque()
-    before = emulator._link.bytes_received
+    transfers = []
+    port_write = bus.link.write
+    bus.link.write = lambda data: (transfers.append(data), port_write(data))[1]
+    packets_before = emulator.packets_handled
     positions = bus.sync_write_read("Goal_Position", {m: 10.0 for m in SO_JOINTS if m != "gripper"})
+    bus.link.write = port_write
+    assert len(transfers) == 1, f"the tick took {len(transfers)} transfers"
+    assert emulator.packets_handled - packets_before == 2  # that one transfer carried the write and the read
     assert set(positions) == set(SO_JOINTS)
     assert wait_until(lambda: abs(bus.read("Present_Position", "shoulder_pan") - 10.0) < 0.2)
-    assert emulator._link.bytes_received > before
+
+
+class _FirstReplyLengthGrown(LinkFaults):
+    """Line noise on the LEN field of the first status packet of every multi-servo reply: the packet then claims
+    the start of the next servo's reply and fails its checksum/CRC."""
+
+    def __init__(self, length_index: int, grow_by: int):
+        super().__init__()
+        self.length_index, self.grow_by = length_index, grow_by
+
+    def any(self) -> bool:
+        return True
+
+    def apply(self, replies):
+        if len(replies) < 2:
+            return replies
+        (delay_s, first), *rest = replies
+        damaged = bytearray(first)
+        damaged[self.length_index] += self.grow_by
+        return [(delay_s, bytes(damaged)), *rest]
+
+
+@pytest.mark.parametrize("protocol", ["feetech", "dynamixel-classic-sync-read"])
+def test_a_corrupted_length_field_costs_only_that_servos_reply(protocol):
+    """Feetech LEN + 3 and Dynamixel LEN + 2 claim the header of servo 2's reply; servo 2 must still be read."""
+    arm, bus_cls, motors = RIGS[protocol]
+    options = {"fast_sync_read": False} if bus_cls is DynamixelBus else {}
+    with EmulatedBus.for_arm(arm) as emulator:
+        bus = bus_cls(emulator.port, motors(), calibration(), num_retry=0, **options)
+        bus.connect()
+        emulator.faults = _FirstReplyLengthGrown(3, 3) if bus_cls is FeetechBus else _FirstReplyLengthGrown(5, 2)
+        with pytest.raises(ServoNotRespondingError) as info:
+            bus.sync_read("Present_Position")
+        assert info.value.motors == {1: "shoulder_pan"}
+        assert bus.corrupt_packets == 1
+        emulator.faults = LinkFaults()
+        bus.disconnect(disable_torque=False)
+
+
+@pytest.mark.parametrize("hook", ["_vendor_decode_packets", "_vendor_unpack", "_vendor_sync_read",
+                                  "_model_number_after_ping", "read_health"])
+def test_a_bus_missing_a_vendor_hook_fails_at_construction(hook):
+    namespace = {name: value for name, value in vars(FeetechBus).items()
+                 if name != hook and not name.startswith(("__", "_abc"))}
+    incomplete = type("IncompleteBus", (ServoBus,), namespace)
+    with pytest.raises(TypeError, match=hook):
+        incomplete("/dev/null", so_motors())
+
+
+def test_scs_health_reads_each_servo_because_scs_has_no_sync_read(scs_emulator):
+    from lerobot.motors.motors_bus import Motor, MotorNormMode
+
+    scs_emulator.servo(1).thermal.temperature_c = 47.0
+    scs_emulator.servo(2).env.faults.silent = True
+    motors = {"pan": Motor(1, "scs0009", MotorNormMode.DEGREES), "tilt": Motor(2, "scs0009", MotorNormMode.DEGREES)}
+    bus = FeetechBus(scs_emulator.port, motors, protocol_version=1)
+    bus._connect(handshake=False)  # servo 2 is silent: the motor check would refuse to connect
+    try:
+        health = bus.read_health()
+    finally:
+        bus.close_port()
+    assert health["pan"].responded and health["pan"].temperature_c == 47.0
+    assert health["pan"].voltage_v > 4.0 and health["pan"].current_ma is None  # SCS has no Present_Current
+    assert not health["tilt"].responded
+
+
+def test_close_port_closes_without_torque_off_and_never_raises(feetech_bus, so101_emulator):
+    feetech_bus.enable_torque()
+    feetech_bus.close_port()
+    assert not feetech_bus.is_connected
+    assert so101_emulator.servo(1).torque_enabled  # no servo was talked to
+    feetech_bus.close_port()  # closing a closed port is fine
 
 
 def test_sync_read_accepts_replies_in_any_order(rig):
@@ -179,7 +257,7 @@ def test_unplugged_adapter_gives_a_port_error():
         with pytest.raises(PortUnavailableError) as info:
             bus.sync_read("Present_Position")
         assert "unplugged" in str(info.value)
-        bus.link.close()
+        bus.close_port()
 
 
 def test_missing_port_names_the_port_and_the_fix():
@@ -278,7 +356,7 @@ def test_scan_port_and_setup_motor_give_a_fresh_servo_its_id_and_baud(protocol):
         bus = bus_cls(emulator.port, {"wrist_roll": motors()["wrist_roll"]})
         bus.setup_motor("wrist_roll")
         assert fresh.id == 5 and fresh.baudrate == 1_000_000
-        bus.link.close()
+        bus.close_port()
         fresh.power_cycle()  # survives a power cycle: the ID was saved to EEPROM
         assert fresh.id == 5
 

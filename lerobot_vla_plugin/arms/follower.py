@@ -131,7 +131,7 @@ class ArmFollower(Robot):
         self._stop_watchdog()
         if self.bus.is_connected:
             self.bus.safe_torque_off()
-            self.bus.link.close()
+            self.bus.close_port()
         for cam in self.cameras.values():
             if cam.is_connected:
                 try:
@@ -200,7 +200,7 @@ class ArmFollower(Robot):
         self._stop_watchdog()
         if self.bus.is_connected:
             failed = self.bus.safe_torque_off()
-            self.bus.link.close()
+            self.bus.close_port()
             logger.warning("%s: torque off (%s)%s.", self, reason,
                            f"; could not confirm on {', '.join(failed)}" if failed else "")
         exit_guard.unregister(self)

@@ -136,7 +136,7 @@ class ArmLeader(Teleoperator):
             self._warn_about_supply()
         except BaseException:
             self.bus.safe_torque_off()
-            self.bus.link.close()
+            self.bus.close_port()
             raise
         if self.config.prefetch_max_age_ms > 0:
             self._read_ahead = ReadAhead(lambda: self.bus.sync_read("Present_Position"),
@@ -175,5 +175,5 @@ class ArmLeader(Teleoperator):
             self.bus.disconnect()
         except Exception as exc:  # noqa: BLE001
             logger.error("%s: disconnect failed (%s); closing the port anyway.", self, exc)
-            self.bus.link.close()
+            self.bus.close_port()
         logger.info(f"{self} disconnected.")

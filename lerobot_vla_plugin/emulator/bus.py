@@ -137,16 +137,9 @@ class EmulatedBus:
         baudrate = self._link.line_baudrate()
         start = 0
         with self.lock:
-            while True:
-                try:
-                    packet, end = self.logic.decode(buffer, start)
-                except self.logic.checksum_error as exc:  # real servos ignore a corrupt instruction
-                    self.bad_packets += 1
-                    start = exc.end
-                    continue
-                if packet is None:
-                    start = end
-                    break
+            burst = self.logic.decode_packets(buffer)
+            self.bad_packets += burst.corrupt  # real servos ignore a corrupt instruction
+            for packet, end in burst.packets:
                 try:
                     replies = self.logic.handle(packet, baudrate, self.clock())
                 except Exception:  # a bug in one servo model must not silence the whole bus
@@ -160,4 +153,4 @@ class EmulatedBus:
                     replies = self.faults.apply(replies)
                 self._link.schedule(end - start, replies, received_at, baudrate)
                 start = end
-        del buffer[:start]
+        del buffer[: burst.keep_from]

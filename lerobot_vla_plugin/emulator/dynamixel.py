@@ -252,13 +252,11 @@ class DynamixelServo:
 
 class DynamixelBusLogic:
     protocol_name = "dynamixel"
-    checksum_error = dp.CRCError
 
     def __init__(self, servos: list[DynamixelServo]):
         self.servos = servos
 
-    def decode(self, buffer: bytearray, start: int):
-        return dp.decode_packet(buffer, start)
+    decode_packets = staticmethod(dp.decode_packets)
 
     def _listening(self, line_baudrate: int) -> list[DynamixelServo]:
         return [s for s in self.servos if s.baudrate == line_baudrate and not s.env.faults.silent]

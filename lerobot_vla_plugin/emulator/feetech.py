@@ -265,10 +265,7 @@ class FeetechBusLogic:
     def __init__(self, servos: list[FeetechServo]):
         self.servos = servos
 
-    def decode(self, buffer: bytearray, start: int):
-        return fp.decode_packet(buffer, start)
-
-    checksum_error = fp.ChecksumError
+    decode_packets = staticmethod(fp.decode_packets)
 
     def _listening(self, line_baudrate: int) -> list[FeetechServo]:
         return [s for s in self.servos if s.baudrate == line_baudrate and not s.env.faults.silent]
@@ -315,7 +312,7 @@ class FeetechBusLogic:
                     servo.write(address, params[i + 1 : i + 1 + length])
         elif instruction == fp.Instruction.SYNC_READ and len(params) >= 2:
             address, length = params[0], params[1]
-            by_id = {s.id: s for s in servos}
+            by_id = {s.id: s for s in servos if not s.spec.big_endian}  # SCS firmware has no SYNC_READ: silence
             for servo_id in params[2:]:  # replies in the order the IDs were listed
                 servo = by_id.get(servo_id)
                 if servo is not None:

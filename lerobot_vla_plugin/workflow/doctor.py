@@ -70,7 +70,7 @@ def diagnose(device, kind: str, config) -> list[Check]:
         else:
             checks.append(Check(WARN, "calibration", "not checked: some servos do not answer"))
     finally:
-        bus.link.close()
+        bus.close_port()
     for name, camera in getattr(device, "cameras", {}).items():
         checks.append(_check_camera(name, camera, config.cameras[name]))
     return checks
@@ -92,7 +92,7 @@ def _check_servos(bus) -> list[Check]:
     for name, (servo_id, model, number) in expected.items():
         found = bus.ping(name, num_retry=2)
         if found is None:
-            problems.append(Check(FAIL, "servos", f"'{name}' (id {servo_id}) does not answer at {bus.link.baudrate} "
+            problems.append(Check(FAIL, "servos", f"'{name}' (id {servo_id}) does not answer at {bus.get_baudrate()} "
                                                   "baud", "check its cable and power; a new servo needs "
                                                           "`lerobot-vla setup-motors` (it ships as id 1)"))
         elif found != number:
@@ -111,7 +111,7 @@ def _check_servos(bus) -> list[Check]:
                                                                             "back, check load and supply"))
     if not any(c.status == FAIL for c in problems):
         problems.insert(0, Check(OK, "servos", f"ids {[i for i, _, _ in expected.values()]} answer with the "
-                                               f"expected models at {bus.link.baudrate} baud"))
+                                               f"expected models at {bus.get_baudrate()} baud"))
     return problems
 
 

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         device.setup_motors()
     finally:
         if device.bus.is_connected:
-            device.bus.link.close()
+            device.bus.close_port()
     ids = ", ".join(f"{name}={motor.id}" for name, motor in device.bus.motors.items())
     print(f"Done: {ids} at {device.bus.default_baudrate} baud. Now run `lerobot-vla doctor --{kind}.type="
           f"{config.type} --{kind}.port={config.port}` with all servos connected.")

@@ -18,17 +18,13 @@ from .tables import MODEL_RESOLUTION, SCAN_BAUDRATES
 
 
 def _decode_unstuffed(buffer, start):
-    return dp.decode_packet(buffer, start, stuffed=False)
+    return dp.decode_packets(buffer, start, stuffed=False)
 
 
 def _ends_with_fast_sync_read(request: bytes) -> bool:
     """True when the last packet of a request (possibly write + read in one transfer) is a Fast Sync Read."""
-    last, position = None, 0
-    while True:
-        packet, position = dp.decode_packet(request, position)
-        if packet is None:
-            return last is not None and last.instruction == dp.Instruction.FAST_SYNC_READ
-        last = packet
+    packets = dp.decode_packets(request).packets
+    return bool(packets) and packets[-1][0].instruction == dp.Instruction.FAST_SYNC_READ
 
 
 class DynamixelBus(ServoBus):
@@ -42,7 +38,6 @@ class DynamixelBus(ServoBus):
     model_resolution_table = MODEL_RESOLUTION
     normalized_data = ["Goal_Position", "Present_Position"]
     status_overhead_bytes = 11
-    _checksum_error = dp.CRCError
 
     def __init__(self, port: str, motors: dict[str, Motor], calibration: dict[str, MotorCalibration] | None = None,
                  *, fast_sync_read: bool | None = None, **kwargs):
@@ -57,7 +52,7 @@ class DynamixelBus(ServoBus):
     def _vendor_read(self, servo_id, address, length): return dp.read(servo_id, address, length)
     def _vendor_write(self, servo_id, address, data): return dp.write(servo_id, address, data)
     def _vendor_sync_write(self, address, length, data_by_id): return dp.sync_write(address, length, data_by_id)
-    _vendor_decode = staticmethod(dp.decode_packet)
+    _vendor_decode_packets = staticmethod(dp.decode_packets)
 
     def _vendor_sync_read(self, address, length, ids):
         return (dp.fast_sync_read if self.fast_sync_read else dp.sync_read)(address, length, ids)
@@ -117,10 +112,10 @@ class DynamixelBus(ServoBus):
 
     # -- transactions that differ for Fast Sync Read ----------------------------------------------------------
 
-    def _transact(self, request, expect_ids, n_params, expect_extra_bytes=0, decode=None):
+    def _transact(self, request, expect_ids, n_params, expect_extra_bytes=0, decode_packets=None):
         """A Fast Sync Read is answered by one unstuffed packet from the broadcast id, split here per servo."""
         if not (self.fast_sync_read and _ends_with_fast_sync_read(request)):
-            return super()._transact(request, expect_ids, n_params, expect_extra_bytes, decode)
+            return super()._transact(request, expect_ids, n_params, expect_extra_bytes, decode_packets)
         reply = super()._transact(request, [dp.BROADCAST_ID], None, expect_extra_bytes, _decode_unstuffed)
         if dp.BROADCAST_ID not in reply:
             return {}

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
+from ..packet_scan import Burst, scan_packets
+
 HEADER = b"\xff\xff\xfd\x00"
 BROADCAST_ID = 0xFE
 MAX_ID = 252
@@ -325,6 +327,13 @@ def decode_packet(
         return Packet(servo_id, STATUS, body[1], bytes(body[2:])), packet_end
 
 
+def decode_packets(buffer: bytes | bytearray, start: int = 0, *, stuffed: bool = True) -> Burst:
+    """Every packet in `buffer` from `start`; corrupted packets are counted and skipped, and the scan resumes
+    one byte after their header (see `scan_packets`). `stuffed=False` for Fast Sync/Bulk Read replies."""
+    return scan_packets(lambda data, position: decode_packet(data, position, stuffed=stuffed), CRCError, buffer,
+                        start)
+
+
 class PacketStream:
     """Incremental decoder for a byte stream: feed whatever the port returned, get whole packets back.
 
@@ -339,22 +348,11 @@ class PacketStream:
         self._buffer = bytearray()
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
-        buffer = self._buffer
-        buffer += data
-        packets = []
-        position = 0
-        while True:
-            try:
-                packet, position = decode_packet(buffer, position, stuffed=self.stuffed)
-            except CRCError as error:
-                self.bad_crcs += 1
-                position = error.start + 1
-                continue
-            if packet is None:
-                break
-            packets.append(packet)
-        del buffer[:position]
-        return packets
+        self._buffer += data
+        burst = decode_packets(self._buffer, stuffed=self.stuffed)
+        self.bad_crcs += burst.corrupt
+        del self._buffer[: burst.keep_from]
+        return [packet for packet, _ in burst.packets]
 
     @property
     def pending(self) -> int:

@@ -21,6 +21,7 @@ from .tables import MODEL_PROTOCOL, MODEL_RESOLUTION, SCAN_BAUDRATES
 logger = logging.getLogger(__name__)
 
 _HEALTH_ADDRESS, _HEALTH_LENGTH = 56, 15  # Present_Position (56) .. Present_Current (69-70) in one read
+_SCS_HEALTH_LENGTH = 11  # SCS servos end at Moving (66): they have no Present_Current
 
 
 class FeetechBus(ServoBus):
@@ -34,7 +35,6 @@ class FeetechBus(ServoBus):
     model_resolution_table = MODEL_RESOLUTION
     normalized_data = ["Goal_Position", "Present_Position"]
     status_overhead_bytes = 6
-    _checksum_error = fp.ChecksumError
 
     def __init__(self, port: str, motors: dict[str, Motor], calibration: dict[str, MotorCalibration] | None = None,
                  protocol_version: int = 0, **kwargs):
@@ -55,7 +55,7 @@ class FeetechBus(ServoBus):
     def _vendor_write(self, servo_id, address, data): return fp.write(servo_id, address, data)
     def _vendor_sync_read(self, address, length, ids): return fp.sync_read(address, length, ids)
     def _vendor_sync_write(self, address, length, data_by_id): return fp.sync_write(address, length, data_by_id)
-    _vendor_decode = staticmethod(fp.decode_packet)
+    _vendor_decode_packets = staticmethod(fp.decode_packets)
 
     @staticmethod
     def _vendor_unpack(packet):
@@ -237,8 +237,16 @@ class FeetechBus(ServoBus):
     def read_health(self, motors=None) -> dict[str, MotorHealth]:
         names = self._motor_names(motors)
         ids = [self.motors[n].id for n in names]
-        got = self._exchange(lambda missing: fp.sync_read(_HEALTH_ADDRESS, _HEALTH_LENGTH, missing), ids,
-                             _HEALTH_LENGTH, what="reading health", num_retry=None, raise_on_silence=False)
+        if self.protocol_version == 1:  # SCS servos have no SYNC_READ: one READ per servo
+            length = _SCS_HEALTH_LENGTH
+            got = {}
+            for servo_id in ids:
+                got |= self._exchange(lambda _, i=servo_id: fp.read(i, _HEALTH_ADDRESS, length), [servo_id], length,
+                                      what="reading health", num_retry=None, raise_on_silence=False)
+        else:
+            length = _HEALTH_LENGTH
+            got = self._exchange(lambda missing: fp.sync_read(_HEALTH_ADDRESS, length, missing), ids, length,
+                                 what="reading health", num_retry=None, raise_on_silence=False)
         order = "big" if self._big_endian else "little"
         health = {}
         for name, servo_id in zip(names, ids):
@@ -249,7 +257,8 @@ class FeetechBus(ServoBus):
             load = fp.decode_sign_magnitude(int.from_bytes(data[4:6], order), 10)
             health[name] = MotorHealth(
                 name, servo_id, responded=True, temperature_c=float(data[7]), voltage_v=data[6] / 10.0,
-                load_percent=load / 10.0, current_ma=int.from_bytes(data[13:15], order) * 6.5,
+                load_percent=load / 10.0,
+                current_ma=int.from_bytes(data[13:15], order) * 6.5 if length == _HEALTH_LENGTH else None,
                 moving=bool(data[10]), errors=fp.describe_error(error | data[9]),
             )
         return health

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
+from ..packet_scan import Burst, scan_packets
+
 HEADER = b"\xff\xff"
 BROADCAST_ID = 0xFE
 MAX_ID = 0xFD  # highest id a servo can hold (the vendor SDK stops at 0xFC)
@@ -119,7 +121,8 @@ def decode_packet(buffer: bytes | bytearray, start: int = 0) -> tuple[Packet | N
     Returns ``(packet, index just after it)``, or ``(None, index to keep bytes from)`` when no complete frame is
     there yet: bytes before that index are garbage and may be dropped. A candidate header whose id byte is 0xFF
     (``FF FF FF``: the real header starts one byte later) or whose LEN is below 2 is skipped as garbage.
-    Raises ``ChecksumError`` for a complete frame with a bad checksum.
+    Raises ``ChecksumError`` for a complete frame with a bad checksum; resume the search at ``error.start + 1``
+    (`decode_packets` does).
 
     An 8-bit checksum cannot protect the LEN byte itself: a corrupted LEN may frame a shorter "packet" that
     happens to check out (about 1 in 256). Callers that know the expected reply length must check it.
@@ -156,6 +159,12 @@ def decode_packet(buffer: bytes | bytearray, start: int = 0) -> tuple[Packet | N
         return Packet(servo_id, code, bytes(params)), end
 
 
+def decode_packets(buffer: bytes | bytearray, start: int = 0) -> Burst:
+    """Every frame in ``buffer`` from ``start``; frames with a bad checksum are counted and skipped, and the scan
+    resumes one byte after their header (see `scan_packets`)."""
+    return scan_packets(decode_packet, ChecksumError, buffer, start)
+
+
 class PacketStream:
     """Incremental decoder for bytes that arrive in arbitrary chunks (serial reads, pty reads).
 
@@ -170,22 +179,11 @@ class PacketStream:
 
     def feed(self, data: bytes | bytearray) -> list[Packet]:
         """Append ``data`` and return every frame completed by it, in arrival order."""
-        buffer = self._buffer
-        buffer += data
-        packets: list[Packet] = []
-        position = 0
-        while True:
-            try:
-                packet, position = decode_packet(buffer, position)
-            except ChecksumError as error:
-                self.bad_checksums += 1
-                position = error.end
-                continue
-            if packet is None:
-                break
-            packets.append(packet)
-        del buffer[:position]
-        return packets
+        self._buffer += data
+        burst = decode_packets(self._buffer)
+        self.bad_checksums += burst.corrupt
+        del self._buffer[: burst.keep_from]
+        return [packet for packet, _ in burst.packets]
 
     @property
     def pending(self) -> int:
