@@ -1,0 +1,161 @@
+"""The episode loop of an evaluation on the virtual SO-101: fresh scene, policy in control, outcome per episode.
+
+The arm runs in lockstep (simulated time advances one control period per tick), so a result does not depend on
+how fast the machine is: a synchronous policy that needs 200 ms per chunk costs wall time, not simulated time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lerobot_vla_plugin.sim.scene_seeds import evaluation_scene_seed
+from lerobot_vla_plugin.sim.so101 import TASKS
+
+from .outcome import EpisodeMonitor, EpisodeResult
+from .policy_runner import PolicyRunner
+from .virtual_robot import cameras_for_image_features, follower_action_from_joint_angles, virtual_follower_config
+
+# After a scene reset the follower's last positions predate it: a few ticks holding the new pose refresh them
+# (as the recorder does) before the policy takes over.
+SETTLE_TICKS = 3
+STRIP_CAMERA = "front"
+STRIP_SIZE = (160, 120)
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    index: int
+    task_key: str
+    scene_seed: int
+
+
+def episode_specs(episodes: int, seed: int, task_keys: list[str]) -> list[EpisodeSpec]:
+    """Tasks alternate episode by episode; every scene comes from the evaluation seed range."""
+    return [EpisodeSpec(i, task_keys[i % len(task_keys)], evaluation_scene_seed(seed, i)) for i in range(episodes)]
+
+
+@dataclass
+class EvaluatedEpisode:
+    result: EpisodeResult
+    frames: list[np.ndarray] = field(default_factory=list)  # a few views of the scene, start to end
+
+
+class EvenlySpacedFrames:
+    """Keeps about `count` frames spread over an episode whose length is known only at its end: frames are taken
+    every `stride` ticks, and when twice `count` are held every other one goes and the stride doubles."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.stride = 1
+        self._frames: list[np.ndarray] = []
+
+    def wants(self, tick: int) -> bool:
+        return tick % self.stride == 0
+
+    def add(self, frame: np.ndarray) -> None:
+        self._frames.append(frame)
+        if len(self._frames) >= 2 * self.count:
+            self._frames = self._frames[::2]
+            self.stride *= 2
+
+    def pick(self, last: np.ndarray) -> list[np.ndarray]:
+        """`count` frames evenly spaced from the first one taken to `last`, the episode's end."""
+        taken = len(self._frames)
+        indices = np.linspace(0, taken - 1, min(taken, self.count - 1)).round().astype(int) if taken else []
+        return [self._frames[i] for i in indices] + [last]
+
+
+class VirtualEvaluator:
+    """Runs episodes of `runner` on the connected `robot`, which drives `virtual`'s follower."""
+
+    def __init__(self, virtual, robot, runner: PolicyRunner, *, episode_time_s: float, strip_frames: int = 6):
+        self.virtual = virtual
+        self.robot = robot
+        self.runner = runner
+        self.fps = 1.0 / virtual.control_period_s
+        self.max_ticks = max(1, round(episode_time_s * self.fps))
+        self.strip_frames = max(2, strip_frames)
+        self._joint_limits = virtual.sim.joint_limits()
+
+    def run_episode(self, spec: EpisodeSpec) -> EvaluatedEpisode:
+        virtual, robot = self.virtual, self.robot
+        wall_start = time.perf_counter()
+        virtual.new_episode(spec.task_key, seed=spec.scene_seed)
+        with virtual.lock:
+            hold = follower_action_from_joint_angles(virtual.sim.joint_positions(), self._joint_limits)
+        for _ in range(SETTLE_TICKS):
+            robot.send_action(hold)
+        instruction = TASKS[spec.task_key]
+        self.runner.reset(instruction)
+        monitor = EpisodeMonitor(virtual.sim, spec.task_key)
+        frames = EvenlySpacedFrames(self.strip_frames)
+        ticks = 0
+        while ticks < self.max_ticks:
+            if frames.wants(ticks):
+                frames.add(self._snapshot())
+            robot.send_action(self.runner.act(robot.get_observation()))
+            ticks += 1
+            with virtual.lock:
+                if monitor.update():
+                    break
+        last_frame = self._snapshot()
+        with virtual.lock:
+            failure_mode = monitor.failure_mode()
+        simulated_s = ticks / self.fps
+        result = EpisodeResult(
+            episode=spec.index, task=spec.task_key, instruction=instruction, scene_seed=spec.scene_seed,
+            success=monitor.success, failure_mode=failure_mode,
+            time_to_success_s=simulated_s if monitor.success else None, simulated_s=simulated_s,
+            wall_s=time.perf_counter() - wall_start, ticks=ticks, target_touched=monitor.target_touched,
+            target_lifted=monitor.target_lifted, other_touched=monitor.other_touched)
+        return EvaluatedEpisode(result, frames.pick(last_frame))
+
+    def _snapshot(self) -> np.ndarray:
+        return self.virtual.frame(STRIP_CAMERA, *STRIP_SIZE)[0]
+
+
+class VirtualRig:
+    """The virtual SO-101 (lockstep, no leader) and our follower robot on it, cameras as the policy sees them.
+
+        with VirtualRig(fps=30, image_shapes={"observation.images.front": (3, 96, 128)}) as rig:
+            rig.virtual, rig.robot
+    """
+
+    def __init__(self, *, fps: int, image_shapes: dict[str, tuple[int, ...]]):
+        self.fps = fps
+        self.image_shapes = image_shapes
+        self.virtual = None
+        self.robot = None
+        self._calibration_dir: Path | None = None
+
+    def __enter__(self) -> VirtualRig:
+        from lerobot.robots.utils import make_robot_from_config
+
+        from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101
+
+        try:
+            self.virtual = VirtualSO101(lockstep=True, control_hz=self.fps, leader=False,
+                                        camera_socket=None).start()
+            self._calibration_dir = Path(tempfile.mkdtemp(prefix="lerobot-vla-eval-calibration-"))
+            config = virtual_follower_config(self.virtual, self._calibration_dir,
+                                             cameras_for_image_features(self.image_shapes, self.fps))
+            self.robot = make_robot_from_config(config)
+            self.robot.connect()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.robot is not None and self.robot.is_connected:
+            self.robot.disconnect()
+        if self.virtual is not None:
+            self.virtual.stop()
+        if self._calibration_dir is not None:
+            shutil.rmtree(self._calibration_dir, ignore_errors=True)

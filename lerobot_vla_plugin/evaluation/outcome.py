@@ -1,0 +1,92 @@
+"""What happened in one evaluated episode, read from the simulation state at every control tick.
+
+A success rate alone does not say what to fix. The monitor keeps the few facts that separate the usual ways a
+pick-and-place policy fails, and `failure_mode` names the first that applies:
+
+- `wrong_cube`: the other cube came to rest in the bowl, or the gripper touched only the other cube;
+- `never_grasped`: the target cube never left the table;
+- `dropped`: the target was lifted, then ended outside the bowl and out of the gripper;
+- `timed_out`: anything else (still carrying it, in the bowl but held, rolling) when the time ran out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lerobot_vla_plugin.sim.so101 import BOWL_INNER_RADIUS_M, CUBE_HALF_SIZE_M, TASKS, SO101Sim
+
+FAILURE_MODES = ("never_grasped", "dropped", "wrong_cube", "timed_out")
+# The cube's centre this far above its resting height: clearly off the table, not tipped or nudged.
+LIFT_HEIGHT_M = 0.015
+
+
+def other_task(task_key: str) -> str:
+    """The task whose cube is the distractor in `task_key`'s scene."""
+    others = [key for key in TASKS if key != task_key]
+    if task_key not in TASKS or len(others) != 1:
+        raise KeyError(f"unknown task {task_key!r}; choose one of {sorted(TASKS)}")
+    return others[0]
+
+
+class EpisodeMonitor:
+    """Follows one episode of `task_key` on `sim`; call `update()` once per control tick (under the sim's lock)."""
+
+    def __init__(self, sim: SO101Sim, task_key: str):
+        self.sim = sim
+        self.task_key = task_key
+        self.other_key = other_task(task_key)
+        self.target_touched = False
+        self.target_lifted = False
+        self.other_touched = False
+        self.other_in_bowl = False
+        self.success = False
+
+    def update(self) -> bool:
+        """Record this tick's facts; True once the task is done (the target cube rests in the bowl, let go)."""
+        sim = self.sim
+        self.target_touched |= sim.gripper_touches(self.task_key)
+        self.target_lifted |= bool(self._cube_position(self.task_key)[2] > CUBE_HALF_SIZE_M + LIFT_HEIGHT_M)
+        self.other_touched |= sim.gripper_touches(self.other_key)
+        self.other_in_bowl |= sim.is_success(self.other_key)
+        self.success |= sim.is_success(self.task_key)
+        return self.success
+
+    def failure_mode(self) -> str | None:
+        """None for a success, else one of FAILURE_MODES (checked in that order of blame, see the module doc)."""
+        if self.success:
+            return None
+        if self.other_in_bowl or (self.other_touched and not self.target_touched):
+            return "wrong_cube"
+        if not self.target_lifted:
+            return "never_grasped"
+        outside = np.linalg.norm(self._cube_position(self.task_key)[:2] - self._bowl_xy()) > BOWL_INNER_RADIUS_M
+        if outside and not self.sim.gripper_touches(self.task_key):
+            return "dropped"
+        return "timed_out"
+
+    def _cube_position(self, key: str) -> np.ndarray:
+        return self.sim.object_positions()[f"{key}_cube"]
+
+    def _bowl_xy(self) -> np.ndarray:
+        return self.sim.object_positions()["bowl"][:2]
+
+
+@dataclass
+class EpisodeResult:
+    """One evaluated episode, as written to the JSON report."""
+
+    episode: int
+    task: str
+    instruction: str
+    scene_seed: int
+    success: bool
+    failure_mode: str | None
+    time_to_success_s: float | None
+    simulated_s: float
+    wall_s: float
+    ticks: int
+    target_touched: bool
+    target_lifted: bool
+    other_touched: bool

@@ -1,0 +1,190 @@
+"""`lerobot-vla eval`: a policy's success rate on the virtual SO-101, on scenes it was never trained on.
+
+    lerobot-vla eval --policy.path=outputs/train/flow_vla/checkpoints/last/pretrained_model --virtual so101 \\
+        --eval.episodes 20 --eval.seed 0 [--eval.tasks red,blue] [--eval.episode_time_s 20] [--output_dir DIR]
+
+The policy (any LeRobot type, loaded with its saved processors) drives our `vla_so101_follower` on the virtual
+arm's emulated servo bus, one observation -> action per control tick, with `vla_sim_camera`s matching its image
+features. Scenes come from the evaluation seed range (sim/scene_seeds.py), which `lerobot-vla record --virtual`
+never uses. Prints a table per task (rate, 95 % Wilson interval, failure modes, time per episode) and writes
+`eval_episodes.json` and `eval_frames.png` to the output directory. `--scripted` evaluates the scripted operator
+instead of a policy: the reference point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lerobot.configs.policies import PreTrainedConfig
+
+from .draccus_options import pass_options_through
+
+EXIT_OK, EXIT_USAGE = 0, 2
+VIRTUAL_ARMS = ("so101",)
+_FLAG_OPTIONS = {"scripted"}
+
+
+@dataclass
+class EvalEpisodesConfig:
+    episodes: int = 10
+    # Episode i's scene is evaluation seed `seed + i`, a range disjoint from the recorder's.
+    seed: int = 0
+    # Task keys alternated episode by episode.
+    tasks: str = "red,blue"
+    # Simulated seconds before an episode counts as failed.
+    episode_time_s: float = 20.0
+    fps: int = 30
+
+
+@dataclass
+class EvaluateConfig:
+    eval: EvalEpisodesConfig = field(default_factory=EvalEpisodesConfig)
+    # Set from --policy.path (and --policy.<field> overrides), as lerobot-record does.
+    policy: PreTrainedConfig | None = None
+    virtual: str = "so101"
+    # Where the JSON and PNG go; default outputs/eval/<date>_<time>.
+    output_dir: str | None = None
+    # Evaluate the scripted operator (no policy): the ceiling of policies trained on its demonstrations.
+    scripted: bool = False
+    # Frames per episode in the PNG strip.
+    strip_frames: int = 6
+
+
+class UsageError(ValueError):
+    """The options cannot work; nothing was started."""
+
+
+def task_keys(cfg: EvaluateConfig) -> list[str]:
+    return [t.strip() for t in cfg.eval.tasks.split(",") if t.strip()]
+
+
+def parse_config(argv: list[str]) -> EvaluateConfig:
+    """draccus for the options; the policy's config is loaded from --policy.path like LeRobot's scripts do."""
+    import draccus
+    from lerobot.configs import parser
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()
+    from lerobot_vla_plugin.registry import register_all
+
+    register_all()
+    argv = [_dashes_to_underscores(arg) for arg in argv]
+    policy_path = parser.get_path_arg("policy", argv)
+    cfg = draccus.parse(EvaluateConfig, args=parser.filter_path_args(["policy"], argv))
+    if policy_path:
+        cfg.policy = PreTrainedConfig.from_pretrained(policy_path, cli_overrides=parser.get_cli_overrides("policy",
+                                                                                                          argv))
+        cfg.policy.pretrained_path = policy_path
+    validate(cfg)
+    return cfg
+
+
+def _dashes_to_underscores(arg: str) -> str:
+    """Accept `--episode-time-s` and a bare `--scripted` alongside draccus' `--episode_time_s`, `--scripted=true`."""
+    if not arg.startswith("--"):
+        return arg
+    key, eq, value = arg[2:].partition("=")
+    key = key.replace("-", "_")
+    if not eq and key in _FLAG_OPTIONS:
+        return f"--{key}=true"
+    return f"--{key}{eq}{value}"
+
+
+def validate(cfg: EvaluateConfig) -> None:
+    from lerobot_vla_plugin.sim.scene_seeds import evaluation_scene_seed
+    from lerobot_vla_plugin.sim.so101 import TASKS
+
+    if cfg.virtual not in VIRTUAL_ARMS:
+        raise UsageError(f"--virtual {cfg.virtual!r} is not available; choose one of {', '.join(VIRTUAL_ARMS)}.")
+    if (cfg.policy is None) == (not cfg.scripted):
+        raise UsageError("Give --policy.path=DIR (a LeRobot checkpoint's pretrained_model folder) or --scripted.")
+    keys = task_keys(cfg)
+    if not keys or any(key not in TASKS for key in keys):
+        raise UsageError(f"--eval.tasks must list task keys among {', '.join(TASKS)} (got {cfg.eval.tasks!r}).")
+    if cfg.eval.episodes <= 0 or cfg.eval.episode_time_s <= 0 or cfg.eval.fps <= 0:
+        raise UsageError("--eval.episodes, --eval.episode_time_s and --eval.fps must be positive.")
+    try:
+        evaluation_scene_seed(cfg.eval.seed, 0)
+        evaluation_scene_seed(cfg.eval.seed, cfg.eval.episodes - 1)
+    except ValueError as exc:
+        raise UsageError(f"--eval.seed: {exc}") from exc
+    if cfg.policy is not None and not cfg.policy.image_features:
+        raise UsageError("The policy has no image features (observation.images.<camera>); the virtual arm's cameras "
+                         "are what it would see.")
+
+
+def output_dir(cfg: EvaluateConfig) -> Path:
+    if cfg.output_dir:
+        return Path(cfg.output_dir).expanduser()
+    return Path("outputs") / "eval" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def evaluate(cfg: EvaluateConfig, out=print) -> dict:
+    """Run every episode, print one line each and the table; write the JSON and PNG. Returns the summary."""
+    from lerobot_vla_plugin.evaluation.evaluator import VirtualEvaluator, VirtualRig, episode_specs
+    from lerobot_vla_plugin.evaluation.policy_runner import SyncPolicyRunner
+    from lerobot_vla_plugin.evaluation.report import (
+        format_table,
+        strip_episodes,
+        summarize,
+        write_frame_strip,
+        write_json,
+    )
+    from lerobot_vla_plugin.evaluation.scripted_runner import ScriptedOperatorRunner
+
+    # The scripted operator needs no cameras; a policy gets the ones it was trained with.
+    image_shapes = {} if cfg.policy is None else {
+        key: tuple(feature.shape) for key, feature in cfg.policy.image_features.items()}
+    specs = episode_specs(cfg.eval.episodes, cfg.eval.seed, task_keys(cfg))
+    episodes = []
+    with VirtualRig(fps=cfg.eval.fps, image_shapes=image_shapes) as rig:
+        runner = (ScriptedOperatorRunner(rig.virtual) if cfg.policy is None
+                  else SyncPolicyRunner.from_config(cfg.policy, rig.robot))
+        evaluator = VirtualEvaluator(rig.virtual, rig.robot, runner, episode_time_s=cfg.eval.episode_time_s,
+                                     strip_frames=cfg.strip_frames)
+        for spec in specs:
+            episode = evaluator.run_episode(spec)
+            episodes.append(episode)
+            r = episode.result
+            outcome = f"success in {r.time_to_success_s:.1f} s" if r.success else f"FAILED ({r.failure_mode})"
+            out(f"Episode {r.episode} ({r.task}, scene seed {r.scene_seed}): {outcome}; {r.wall_s:.1f} s wall")
+    results = [e.result for e in episodes]
+    folder = output_dir(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "policy_path": None if cfg.policy is None else str(cfg.policy.pretrained_path),
+        "policy_type": "scripted_operator" if cfg.policy is None else cfg.policy.type,
+        "virtual": cfg.virtual, "episodes": cfg.eval.episodes, "seed": cfg.eval.seed, "tasks": task_keys(cfg),
+        "episode_time_s": cfg.eval.episode_time_s, "fps": cfg.eval.fps, "inference": "synchronous",
+        "clock": "lockstep",
+    }
+    json_path = write_json(folder / "eval_episodes.json", results, settings)
+    png_path = write_frame_strip(folder / "eval_frames.png", strip_episodes(episodes))
+    summary = summarize(results)
+    out("\n" + format_table(summary))
+    out(f"\nEpisodes: {json_path}" + (f"\nFrames: {png_path}" if png_path else ""))
+    return summary
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options are LeRobot-style (`--policy.path=...`, `--eval.episodes=...`) and parsed by draccus in `run`."""
+    pass_options_through(parser, "eval_options")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lerobot.utils.utils import init_logging
+
+    init_logging()
+    try:
+        cfg = parse_config(args.eval_options)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    evaluate(cfg, out=lambda text: print(text, flush=True))
+    return EXIT_OK
