@@ -11,16 +11,19 @@ import time
 import pytest
 from conftest import SO_JOINTS, calibration, koch_motors, so_motors
 
+from lerobot_vla_plugin.motors.bus_base import EMULATED_SERVO_TIMEOUT_MS
+
 
 
 def _patient(port_handler) -> None:
-    """Give the SDK's reply timeout a margin, as LeRobot does for its Feetech port (`patch_setPacketTimeout`):
-    the SDK's own ~34 ms is shorter than a busy 2-core test machine can promise."""
+    """Give the SDK's reply timeout the margin our buses give an emulator (LeRobot patches its Feetech port the
+    same way, `patch_setPacketTimeout`): the SDK's own ~34 ms is for servos on a wire, and the emulator thread
+    that answers here shares a busy 2-core machine with everything else."""
     original = port_handler.setPacketTimeout
 
     def set_packet_timeout(packet_length):
         original(packet_length)
-        port_handler.packet_timeout += 250  # ms
+        port_handler.packet_timeout += EMULATED_SERVO_TIMEOUT_MS
 
     port_handler.setPacketTimeout = set_packet_timeout
 

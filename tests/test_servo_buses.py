@@ -18,6 +18,9 @@ from lerobot_vla_plugin.motors.feetech.bus import FeetechBus
 ARMS = {"feetech": ("so101", FeetechBus, so_motors), "dynamixel": ("koch-follower", DynamixelBus, koch_motors)}
 # The Koch servos' firmware supports Fast Sync Read, so DynamixelBus uses it by default; keep the classic path tested.
 RIGS = {**ARMS, "dynamixel-classic-sync-read": ("koch-follower", DynamixelBus, koch_motors)}
+# Fault tests lose replies on purpose and pay one timeout per loss: shorter than the emulator default, still a
+# wide margin over a healthy reply, and the retries (num_retry=6) absorb a reply that a busy machine made late.
+FAULT_TEST_TIMEOUT_MS = 150
 
 
 def wait_until(condition, timeout_s: float = 5.0) -> bool:
@@ -192,6 +195,7 @@ def test_lost_and_corrupt_replies_are_retried_and_never_returned(rig):
         servo.actuator.position_steps = 1500.0 + servo.id
     emulator.faults = LinkFaults(drop_rate=0.15, corrupt_rate=0.15, seed=7)
     bus.num_retry = 6
+    bus.set_timeout(FAULT_TEST_TIMEOUT_MS)  # each lost reply costs one timeout
     expected = {j: 1501 + i for i, j in enumerate(SO_JOINTS)}
     for _ in range(40):
         assert bus.sync_read("Present_Position", normalize=False) == expected
@@ -204,7 +208,8 @@ def test_truncated_and_late_replies_are_retried(rig):
     emulator, bus = rig
     for servo in emulator.servos:
         servo.actuator.position_steps = 2500.0 - servo.id
-    emulator.faults = LinkFaults(truncate_rate=0.1, delay_rate=0.1, delay_s=0.04, seed=11)
+    bus.set_timeout(FAULT_TEST_TIMEOUT_MS)
+    emulator.faults = LinkFaults(truncate_rate=0.1, delay_rate=0.1, delay_s=2 * FAULT_TEST_TIMEOUT_MS / 1000, seed=11)
     bus.num_retry = 6
     expected = {j: 2499 - i for i, j in enumerate(SO_JOINTS)}
     for _ in range(25):

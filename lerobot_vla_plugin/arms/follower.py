@@ -277,8 +277,12 @@ class ArmFollower(Robot):
         # Recorded first: from the moment torque starts going off, no command may be sent.
         self._fault = SafetyStop(f"{self}: servo '{motor}' {reason}; torque is being taken off.", motor)
         failed = self.bus.safe_torque_off()
-        advice = next((text for key, text in _FAULT_ADVICE.items() if key in reason),
-                      "Check the servo, then reconnect.")
+        if self.bus.emulated and "stopped answering" in reason:
+            advice = ("The servo emulator serving this port stopped answering in time: check that it still runs "
+                      "(a heavily loaded machine can make it late).")
+        else:
+            advice = next((text for key, text in _FAULT_ADVICE.items() if key in reason),
+                          "Check the servo, then reconnect.")
         ids = ", ".join(f"id {self.bus.motors[m].id}" for m in motor.split(", ") if m in self.bus.motors)
         message = f"{self}: torque off because servo '{motor}' ({ids}) on {self.bus.port} {reason}. {advice}"
         if failed:
