@@ -3,17 +3,12 @@ Dynamixel bus."""
 
 from __future__ import annotations
 
-import logging
-
-from lerobot.motors.motors_bus import MotorCalibration
-
 from ...arms.definitions import koch_leader_motors
+from ...arms.koch_calibration import calibrate_koch_arm
 from ...arms.leader import ArmLeader
 from ...motors.dynamixel.bus import DynamixelBus
 from ...motors.dynamixel.tables import OperatingMode
 from .config_koch_leader import VlaKochLeaderConfig
-
-logger = logging.getLogger(__name__)
 
 
 class VlaKochLeader(ArmLeader):
@@ -38,33 +33,5 @@ class VlaKochLeader(ArmLeader):
             self.bus.write("Goal_Position", "gripper", self.config.gripper_open_pos)
 
     def calibrate(self) -> None:
-        self.bus.disable_torque()
-        if self.calibration:
-            user_input = input(
-                f"Press ENTER to use provided calibration file associated with the id {self.id}, or type 'c' and "
-                "press ENTER to run calibration: ")
-            if user_input.strip().lower() != "c":
-                logger.info(f"Writing calibration file associated with the id {self.id} to the motors")
-                self.bus.write_calibration(self.calibration)
-                return
-        logger.info(f"\nRunning calibration of {self}")
-        for motor in self.bus.motors:
-            self.bus.write("Operating_Mode", motor, int(OperatingMode.EXTENDED_POSITION))
-        self.bus.write("Drive_Mode", "elbow_flex", 1)  # inverted, as LeRobot's Koch leader
-        drive_modes = {motor: 1 if motor == "elbow_flex" else 0 for motor in self.bus.motors}
-        input(f"Move {self} to the middle of its range of motion and press ENTER....")
-        homing_offsets = self.bus.set_half_turn_homings()
-        unknown_range_motors = [m for m in self.bus.motors if m not in self.full_turn_motors]
-        print(f"Move all joints except {list(self.full_turn_motors)} sequentially through their entire "
-              "ranges of motion.\nRecording positions. Press ENTER to stop...")
-        range_mins, range_maxes = self.bus.record_ranges_of_motion(unknown_range_motors)
-        for motor in self.full_turn_motors:
-            range_mins[motor], range_maxes[motor] = 0, 4095
-        self.calibration = {
-            motor: MotorCalibration(id=m.id, drive_mode=drive_modes[motor], homing_offset=homing_offsets[motor],
-                                    range_min=range_mins[motor], range_max=range_maxes[motor])
-            for motor, m in self.bus.motors.items()
-        }
-        self.bus.write_calibration(self.calibration)
-        self._save_calibration()
-        print(f"Calibration saved to {self.calibration_fpath}")
+        """LeRobot's Koch calibration flow, prompt for prompt; the elbow is inverted, as on LeRobot's Koch leader."""
+        calibrate_koch_arm(self, inverted_motors=("elbow_flex",))
