@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import SO_JOINTS, calibration, koch_motors, so_motors
+from helpers import wait_until
 
 from lerobot_vla_plugin.motors.bus_base import EMULATED_SERVO_TIMEOUT_MS
 
@@ -26,15 +27,6 @@ def _patient(port_handler) -> None:
         port_handler.packet_timeout += EMULATED_SERVO_TIMEOUT_MS
 
     port_handler.setPacketTimeout = set_packet_timeout
-
-
-def wait_until(condition, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from conftest import SO_JOINTS, calibration, koch_motors, so_motors
+from helpers import wait_until
 
 from lerobot_vla_plugin.emulator.bus import EmulatedBus, LinkFaults
 from lerobot_vla_plugin.motors.bus_base import ServoBus
@@ -21,15 +22,6 @@ RIGS = {**ARMS, "dynamixel-classic-sync-read": ("koch-follower", DynamixelBus, k
 # Fault tests lose replies on purpose and pay one timeout per loss: shorter than the emulator default, still a
 # wide margin over a healthy reply, and the retries (num_retry=6) absorb a reply that a busy machine made late.
 FAULT_TEST_TIMEOUT_MS = 150
-
-
-def wait_until(condition, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture(params=sorted(RIGS))

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 
 BIN = Path(sys.executable).parent
 SO_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
@@ -20,15 +21,6 @@ def emulated(arm: str, **kwargs):
     from lerobot_vla_plugin.emulator.bus import EmulatedBus
 
     return EmulatedBus.for_arm(arm, **kwargs)
-
-
-def wait_until(condition, timeout_s: float = 20.0, what: str = "condition") -> None:
-    """Poll until `condition()` is true; the generous timeout only guards against a hang."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def wait_for_packets(bus, count: int = 3) -> None:

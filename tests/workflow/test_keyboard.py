@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import pty
 import termios
-import time
 
 import pytest
+from helpers import wait_until
 
 from lerobot_vla_plugin.workflow.cadence import CadenceMeter
 from lerobot_vla_plugin.workflow.keyboard import (
@@ -20,13 +20,6 @@ from lerobot_vla_plugin.workflow.keyboard import (
     TerminalKeyReader,
 )
 from lerobot_vla_plugin.workflow.record import normalize_argv
-
-
-def _wait_until(condition, what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s  # only guards against a hang
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 @pytest.mark.parametrize(("data", "keys"), [
@@ -66,15 +59,15 @@ def test_terminal_reader_on_a_pty_sets_cbreak_reads_keys_and_restores_the_termin
             assert not mode[3] & termios.ICANON and not mode[3] & termios.ECHO  # keys arrive one by one, unechoed
             assert mode[3] & termios.ISIG  # Ctrl-C still interrupts
             os.write(controller, b"\x1b[C")
-            _wait_until(lambda: events.exit_early, "→ to end the episode")
+            wait_until(lambda: events.exit_early, what="→ to end the episode")
             assert not events.rerecord and not events.stop
             events.start_phase()
             assert not events.exit_early
             os.write(controller, b"r")
-            _wait_until(lambda: events.rerecord, "r to re-record")
+            wait_until(lambda: events.rerecord, what="r to re-record")
             assert events.take_rerecord() and not events.rerecord
             os.write(controller, b"\x1b")  # a lone Esc: recognised once no sequence follows
-            _wait_until(lambda: events.stop, "Esc to stop")
+            wait_until(lambda: events.stop, what="Esc to stop")
         assert seen == ["right", "r", "esc"]
         assert termios.tcgetattr(terminal) == before
     finally:
