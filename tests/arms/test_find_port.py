@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from serial.tools.list_ports_common import ListPortInfo
 
-from lerobot_vla_plugin.workflow.find_port import brltty_warning, describe_ports, format_ports
+from lerobot_vla_plugin.workflow.find_port import brltty_running, brltty_warning, describe_ports, format_ports
 
 
 def _port(device: str, vid: int | None = None, pid: int | None = None) -> ListPortInfo:
@@ -44,10 +42,17 @@ def test_brltty_is_reported_only_when_it_runs(tmp_path):
     assert "brltty" in warning and "/dev/ttyUSB0" in warning and "sudo apt remove brltty" in warning
 
 
-def test_the_command_runs_on_this_machine(capsys):
+def test_the_command_lists_exactly_the_ports_of_this_machine(capsys):
+    from serial.tools import list_ports
+
     from lerobot_vla_plugin.cli import main
 
+    present = describe_ports(list_ports.comports())  # the setup: whatever serial ports this machine has
     assert main(["find-port"]) == 0
     out = capsys.readouterr().out
-    assert "No serial ports found" in out or "stable path" in out
-    assert os.path.exists("/proc")
+    listed = [line.split("  usb ")[0] for line in out.splitlines() if "  usb " in line]
+    assert listed == [p.device for p in present]
+    for port in present:
+        assert f"{port.device}  usb {port.usb_id}  {port.adapter}" in out
+    assert ("No serial ports found" in out) == (not present)
+    assert ("brltty braille daemon is running" in out) == brltty_running()
