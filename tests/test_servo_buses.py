@@ -201,7 +201,10 @@ def test_truncated_and_late_replies_are_retried(rig):
     for servo in emulator.servos:
         servo.actuator.position_steps = 2500.0 - servo.id
     bus.set_timeout(FAULT_TEST_TIMEOUT_MS)
-    emulator.faults = LinkFaults(truncate_rate=0.1, delay_rate=0.1, delay_s=2 * FAULT_TEST_TIMEOUT_MS / 1000, seed=11)
+    # A delayed reply arrives after the bus gave up on it, and holds the half-duplex wire until then: rare
+    # enough that retries catch up, late enough that it lands in a later transaction's window.
+    late_s = FAULT_TEST_TIMEOUT_MS / 1000 + 0.05
+    emulator.faults = LinkFaults(truncate_rate=0.1, delay_rate=0.04, delay_s=late_s, seed=11)
     bus.num_retry = 6
     expected = {j: 2499 - i for i, j in enumerate(SO_JOINTS)}
     for _ in range(25):
