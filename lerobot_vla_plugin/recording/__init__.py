@@ -6,6 +6,7 @@ from lerobot_vla_plugin.recording.dataset_writer import (
     DatasetMismatchError,
     DatasetRootError,
     EpisodeNotSavedError,
+    SaveOutcome,
 )
 from lerobot_vla_plugin.recording.repair import DatasetCorruptError, RepairReport, repair_torn_tail
 
@@ -17,5 +18,6 @@ __all__ = [
     "DatasetRootError",
     "EpisodeNotSavedError",
     "RepairReport",
+    "SaveOutcome",
     "repair_torn_tail",
 ]

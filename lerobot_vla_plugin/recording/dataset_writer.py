@@ -49,7 +49,7 @@ from lerobot_vla_plugin.recording.repair import (
     file_location_columns,
     repair_torn_tail,
 )
-from lerobot_vla_plugin.recording.video_encoding import VideoEncoder
+from lerobot_vla_plugin.recording.video_encoding import DEFAULT_ENCODE_TIMEOUT_S, VideoEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +91,25 @@ class _Take:
         return len(self.timestamps)
 
 
+@dataclass(frozen=True)
+class SaveOutcome:
+    """How one `save_episode` ended: committed as `episode_index`, or rolled back (`error` says why; then
+    `episode_index` is the index it was to get, which the next save takes over)."""
+
+    episode_index: int
+    error: str | None = None
+
+    @property
+    def saved(self) -> bool:
+        return self.error is None
+
+
 @dataclass
 class _SaveJob:
     take: _Take
     extra_metadata: dict
     done: threading.Event = field(default_factory=threading.Event)
-    episode_index: int | None = None
+    outcome: SaveOutcome | None = None
 
 
 @dataclass
@@ -197,18 +210,22 @@ class CrashSafeRecorder:
 
     Use `create` for a new dataset and `resume` to continue one (it first repairs an interrupted save).
     `save_episode()` returns once the episode is durable; with `wait=False` it returns at once and the episode
-    becomes durable in the background (see `num_episodes`, `pending_episodes`, `wait_until_durable`).
+    becomes durable in the background: `finished_saves()` then says, save by save and in order, when each one
+    committed or failed (see also `num_episodes`, `pending_episodes`, `wait_until_durable`).
     `stage_listener(stage, episode_index)` is called from the saver thread after each step in `SAVE_STAGES`.
 
     Options: `vcodec` (as lerobot-record's --dataset.vcodec), `encoder_threads`, `encode_in_subprocess` (keep the
     encoder's CPU and GIL off the control process; default on), `image_writer_threads` and `max_queued_images`
     (PNG writers and their bounded queue; `image_backpressure` says how long add_frame ever waited),
-    `max_pending_episodes` (saves queued with wait=False before save_episode itself waits; `save_backpressure`).
+    `max_pending_episodes` (saves queued with wait=False before save_episode itself waits; `save_backpressure`),
+    `encode_timeout_s` (an episode's video encode that takes longer means a hung encoder: it is killed and that
+    episode rolled back).
     """
 
     def __init__(self, root: Path, repo_id: str, *, vcodec: str = "libsvtav1", image_writer_threads: int = 4,
                  max_queued_images: int = 512, max_pending_episodes: int = 4, encode_in_subprocess: bool = True,
-                 encoder_threads: int | None = None, repair_report: RepairReport | None = None):
+                 encoder_threads: int | None = None, encode_timeout_s: float = DEFAULT_ENCODE_TIMEOUT_S,
+                 repair_report: RepairReport | None = None):
         """Open an existing, repaired dataset at `root`; call `create` or `resume` instead of this."""
         from lerobot.datasets.utils import get_hf_features_from_features, load_info, load_stats, load_tasks
         from lerobot.datasets.video_utils import resolve_vcodec
@@ -228,9 +245,10 @@ class CrashSafeRecorder:
         self._video_keys = [k for k, ft in self._features.items() if ft["dtype"] == "video"]
 
         self._lock = threading.Lock()
+        self._saves_finished = threading.Condition(self._lock)
         self._durable_episodes = int(self._info["total_episodes"])
         self._queued_saves = 0
-        self._failures: list[str] = []
+        self._finished_jobs: list[_SaveJob] = []  # finished saves whose outcome nobody collected yet
         self._next_take_id = self._durable_episodes
         self._current: _Take | None = None
         self._closed = False
@@ -239,7 +257,8 @@ class CrashSafeRecorder:
         self._images = ImageWriterPool(num_threads=image_writer_threads if self._camera_keys else 1,
                                        max_queued_images=max_queued_images)
         self._encoder = (VideoEncoder(self._info["fps"], resolve_vcodec(vcodec), encoder_threads,
-                                      in_subprocess=encode_in_subprocess) if self._video_keys else None)
+                                      in_subprocess=encode_in_subprocess, reply_timeout_s=encode_timeout_s)
+                         if self._video_keys else None)
         self._jobs: queue.Queue = queue.Queue(maxsize=max(1, max_pending_episodes))
         self._saver = threading.Thread(target=self._saver_loop, name="episode-saver", daemon=True)
         self._saver.start()
@@ -364,6 +383,11 @@ class CrashSafeRecorder:
     def image_backpressure(self) -> Backpressure:
         return self._images.backpressure
 
+    @property
+    def encoder_process_id(self) -> int | None:
+        """The video encoder worker's process id (None: no videos, or encoding in this process)."""
+        return None if self._encoder is None else self._encoder.worker_pid
+
     def add_frame(self, frame: dict) -> None:
         """Buffer one frame (as lerobot-record builds it, with "task"); camera images are written in the background.
 
@@ -399,11 +423,12 @@ class CrashSafeRecorder:
 
         `extra_metadata` (e.g. {"achieved_hz": 29.6, "camera_fps": {"front": 29.9}}) becomes extra columns of
         the episode index, which stock LeRobot loads as `dataset.meta.episodes[...]`. With `wait=True` the episode
-        is durable when this returns; with `wait=False` the control loop goes on at once and the returned index is
-        the one the episode gets unless an earlier background save fails (errors surface on the next call).
+        is durable when this returns (or this raises `EpisodeNotSavedError`); with `wait=False` the control loop
+        goes on at once and the returned index is the one the episode gets unless an earlier background save
+        fails. A background save's failure never raises here (it belongs to another episode): `finished_saves()`
+        reports it, or else `wait_until_durable()` and `close()` raise it.
         """
         self._check_open()
-        self._raise_failed_saves()
         take = self._current
         if take is None or take.size == 0:
             raise ValueError("save_episode() needs at least one frame: call add_frame() first.")
@@ -415,9 +440,19 @@ class CrashSafeRecorder:
         self._enqueue(job)
         if wait:
             job.done.wait()
-            self._raise_failed_saves()
-            return job.episode_index
+            self._raise_failed_saves(only=job)
+            with self._lock:
+                self._finished_jobs.remove(job)  # answered right here
+            return job.outcome.episode_index
         return predicted_index
+
+    def finished_saves(self, *, wait: bool = False) -> list[SaveOutcome]:
+        """Outcomes of the saves finished since the last call, in save order (`wait`: first wait for all)."""
+        with self._saves_finished:
+            if wait:
+                self._saves_finished.wait_for(lambda: self._queued_saves == 0)
+            jobs, self._finished_jobs = self._finished_jobs, []
+        return [job.outcome for job in jobs]
 
     def discard_episode(self) -> None:
         """Drop the episode being recorded (re-record); its staged images are deleted in the background."""
@@ -428,13 +463,9 @@ class CrashSafeRecorder:
 
     def wait_until_durable(self, timeout_s: float | None = None) -> int:
         """Block until every saved episode is durable; returns `num_episodes`. Raises if a save failed."""
-        import time
-
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self._queued_saves > 0:
-            if deadline is not None and time.monotonic() > deadline:
+        with self._saves_finished:
+            if not self._saves_finished.wait_for(lambda: self._queued_saves == 0, timeout_s):
                 raise TimeoutError(f"{self._queued_saves} episodes still being saved after {timeout_s} s.")
-            time.sleep(0.01)
         self._raise_failed_saves()
         return self._durable_episodes
 
@@ -479,13 +510,18 @@ class CrashSafeRecorder:
             logger.warning("Episode saving is behind (%d episodes queued); the caller waited for it.",
                            self._jobs.maxsize)
 
-    def _raise_failed_saves(self) -> None:
+    def _raise_failed_saves(self, only: _SaveJob | None = None) -> None:
+        """Raise for the failed saves nobody collected yet (or only for `only`), each reported once."""
         with self._lock:
-            failures, self._failures = self._failures, []
-        if failures:
+            failed = [job for job in self._finished_jobs
+                      if not job.outcome.saved and (only is None or job is only)]
+            self._finished_jobs = [job for job in self._finished_jobs if job not in failed]
+        if failed:
+            first = failed[0].outcome.episode_index
             raise EpisodeNotSavedError(
-                "; ".join(failures) + f". The {self._durable_episodes} finished episodes before it are intact in "
-                f"{self._root}.")
+                "; ".join(f"episode {job.outcome.episode_index} could not be saved ({job.outcome.error})"
+                          for job in failed)
+                + f". The {first} finished episodes before it are intact in {self._root}.")
 
     # ------------------------------------------------------------------ saver thread
 
@@ -498,19 +534,20 @@ class CrashSafeRecorder:
                 self._drop_staged_images(job.take)
                 continue
             try:
-                job.episode_index = self._commit_episode(job.take, job.extra_metadata)
+                episode_index = self._commit_episode(job.take, job.extra_metadata)
+                job.outcome = SaveOutcome(episode_index)
                 with self._lock:
                     self._durable_episodes += 1
             except Exception as exc:  # any failure: reported to the caller, the episode is rolled back
                 logger.exception("Saving an episode failed; rolling it back.")
-                with self._lock:
-                    self._failures.append(f"episode {self._durable_episodes} could not be saved "
-                                          f"({type(exc).__name__}: {exc})")
+                job.outcome = SaveOutcome(self._durable_episodes, f"{type(exc).__name__}: {exc}")
                 self._roll_back()
                 self._drop_staged_images(job.take)
             finally:
-                with self._lock:
+                with self._saves_finished:
                     self._queued_saves -= 1
+                    self._finished_jobs.append(job)
+                    self._saves_finished.notify_all()
                 job.done.set()
 
     def _roll_back(self) -> None:

@@ -1,8 +1,8 @@
 """The video encoder worker process: `python -m lerobot_vla_plugin.recording.encoder_worker`.
 
-One JSON list of arguments of `encode_episode_video` per line on stdin, one JSON reply per line on stdout, until
-stdin closes (which also happens when the recorder dies). Kept apart from `video_encoding` so that running it
-with `-m` does not import it twice.
+Once imported it writes {"ready": true}; then one JSON list of arguments of `encode_episode_video` per line on
+stdin, one JSON reply per line on stdout, until stdin closes (which also happens when the recorder dies). Kept
+apart from `video_encoding` so that running it with `-m` does not import it twice.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def serve() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints of libraries must not corrupt replies
     import lerobot.datasets.video_utils  # noqa: F401 - pay the import before the first request
 
+    replies.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         try:
             reply = {"duration_s": encode_episode_video(*json.loads(line))}

@@ -285,26 +285,32 @@ class KeyboardControl:
 
         return on_key
 
+    @staticmethod
+    def unavailable_reason(mode: str) -> str | None:
+        """Why `mode` cannot work here (None when it can), so a session can refuse it before connecting arms."""
+        if mode == "terminal" and not TerminalKeyReader.available():
+            return ("--keyboard=terminal needs stdin to be a terminal (it is a pipe or a file); run the command in "
+                    "a terminal, or use --keyboard=none.")
+        if mode == "pynput" and not PynputKeyListener.available():
+            return ("--keyboard=pynput needs a desktop X display (DISPLAY is not set or pynput is missing); use "
+                    "--keyboard=terminal, which works everywhere.")
+        return None
+
     def start(self) -> list[str]:
         """Start the listeners the mode allows; returns their names (empty: no keyboard control)."""
+        reason = self.unavailable_reason(self.mode)
+        if reason is not None:
+            raise RuntimeError(reason)
         started = []
-        if self.mode in ("auto", "terminal"):
-            if TerminalKeyReader.available():
-                self.listeners.append(TerminalKeyReader(self._handler("terminal")).start())
-                started.append("terminal")
-            elif self.mode == "terminal":
-                raise RuntimeError("--keyboard=terminal needs stdin to be a terminal (it is a pipe or a file); run "
-                                   "the command in a terminal, or use --keyboard=none.")
-        if self.mode in ("auto", "pynput"):
-            if PynputKeyListener.available():
-                try:
-                    self.listeners.append(PynputKeyListener(self._handler("pynput")).start())
-                    started.append("pynput")
-                except Exception as exc:  # noqa: BLE001 - the terminal still works
-                    logger.warning("pynput keyboard listener unavailable (%s); terminal keys still work.", exc)
-            elif self.mode == "pynput":
-                raise RuntimeError("--keyboard=pynput needs a desktop X display (DISPLAY is not set or pynput is "
-                                   "missing); use --keyboard=terminal, which works everywhere.")
+        if self.mode in ("auto", "terminal") and TerminalKeyReader.available():
+            self.listeners.append(TerminalKeyReader(self._handler("terminal")).start())
+            started.append("terminal")
+        if self.mode in ("auto", "pynput") and PynputKeyListener.available():
+            try:
+                self.listeners.append(PynputKeyListener(self._handler("pynput")).start())
+                started.append("pynput")
+            except Exception as exc:  # noqa: BLE001 - the terminal still works
+                logger.warning("pynput keyboard listener unavailable (%s); terminal keys still work.", exc)
         return started
 
     def stop(self) -> None:

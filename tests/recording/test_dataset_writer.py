@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,6 +17,7 @@ from lerobot_vla_plugin.recording import (
     DatasetMismatchError,
     DatasetRootError,
     EpisodeNotSavedError,
+    SaveOutcome,
     repair_torn_tail,
 )
 
@@ -144,6 +148,47 @@ def test_a_failed_save_is_rolled_back_and_recording_goes_on(tmp_path):
     dataset = LeRobotDataset(REPO_ID, root=tmp_path)
     assert [episode_states(dataset, i)[0, 1] for i in range(2)] == [0, 2]
     assert len(list((tmp_path / "data").glob("*/*.parquet"))) == 2
+
+
+def _block_image_staging(root, take_id: int) -> None:
+    """A file where the take's image folder must go: its camera images cannot be written, a real save failure."""
+    blocker = root / "images" / "observation.images.front" / f"episode-{take_id:06d}"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("in the way")
+
+
+def test_a_failed_background_save_is_reported_against_its_own_episode(tmp_path):
+    recorder = open_new(tmp_path)
+    record_takes(recorder, 0, range(1), wait=False)
+    _block_image_staging(tmp_path, take_id=1)
+    record_takes(recorder, 0, range(1, 2), wait=False)
+    while recorder.pending_episodes:  # take 1's save has failed before take 2 is saved
+        time.sleep(0.01)
+    assert record_takes(recorder, 0, range(2, 3), wait=False) == [1]  # not lost to take 1's failure
+    outcomes = recorder.finished_saves(wait=True)
+    assert [(o.episode_index, o.saved) for o in outcomes] == [(0, True), (1, False), (1, True)]
+    assert "could not write camera image" in outcomes[1].error
+    assert outcomes[0] == SaveOutcome(0)
+    recorder.close()  # the failure was collected: nothing left to raise
+    dataset = LeRobotDataset(REPO_ID, root=tmp_path)
+    assert [episode_states(dataset, i)[0, 1] for i in range(2)] == [0, 2]
+
+
+def test_a_hung_video_encoder_is_killed_and_fails_only_its_episode(tmp_path):
+    recorder = open_new(tmp_path, encode_in_subprocess=True, encode_timeout_s=5)
+    record_takes(recorder, 0, range(1))
+    hung = recorder.encoder_process_id
+    os.kill(hung, signal.SIGSTOP)
+    with pytest.raises(EpisodeNotSavedError, match="encoder process gave no answer within 5 s"):
+        record_takes(recorder, 0, range(1, 2))
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung, 0)  # killed and reaped
+    assert record_takes(recorder, 0, range(2, 3)) == [1]  # a fresh encoder serves the next episode
+    assert recorder.encoder_process_id != hung
+    recorder.close()
+    dataset = LeRobotDataset(REPO_ID, root=tmp_path)
+    assert [episode_states(dataset, i)[0, 1] for i in range(2)] == [0, 2]
+    assert dataset[len(dataset) - 1]["observation.images.front"].shape == (3, 32, 32)
 
 
 def test_small_image_queue_keeps_every_frame(tmp_path):

@@ -143,3 +143,40 @@ def _check_every_video_frame(root: Path, expected: dict[int, tuple[int, int]]) -
         take, frame_index = int(item["observation.state"][1]), int(item["observation.state"][2])
         recorded = ((40 * take + 20 * frame_index) % 256) / 255.0
         assert abs(float(item["observation.images.front"].mean()) - recorded) < 0.03, (index, take, frame_index)
+
+
+def test_sigkill_right_after_a_saved_message_keeps_every_episode_the_log_called_saved(tmp_path):
+    """The real `lerobot-vla record`, killed the moment it prints "Episode 1 saved" while it records episode 2."""
+    import re
+    import signal
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = tmp_path / "virtual"
+    command = [str(Path(sys.executable).parent / "lerobot-vla"), "record", "--virtual", "so101",
+               "--dataset.repo_id=local/kill_saved", f"--dataset.root={root}", "--dataset.num_episodes=6",
+               "--dataset.episode_time_s=1", "--camera_width=64", "--camera_height=48", "--report=false",
+               "--keyboard=none"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
+           "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    said_saved: dict[int, str] = {}
+    try:
+        for line in process.stdout:
+            match = re.match(r"Episode (\d+) saved: '([^']+)'", line)
+            if match:
+                said_saved[int(match.group(1))] = match.group(2)
+                if int(match.group(1)) == 1:
+                    process.send_signal(signal.SIGKILL)
+                    break
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert sorted(said_saved) == [0, 1], said_saved
+
+    dataset = LeRobotDataset("local/kill_saved", root=root)  # as the kill left it, before any repair
+    assert dataset.num_episodes >= len(said_saved)
+    for index, task in said_saved.items():
+        assert dataset.meta.episodes[index]["tasks"] == [task]
+    assert dataset[dataset.meta.episodes[1]["dataset_to_index"] - 1]["observation.images.front"].shape == (3, 48, 64)
