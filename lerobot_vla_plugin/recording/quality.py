@@ -7,6 +7,10 @@ language-conditioned policy, joints pinned at the edge of their range (clipped),
 the data covers, and how different the demonstrations of one task are (identical demos teach nothing new).
 Thresholds are relative to the data itself (typical step, joint span), so they work for degrees, radians or
 LeRobot's -100..100 normalisation alike.
+
+A check that had nothing to look at (a single episode, no finite value) is a warning that says "not measured",
+never a pass: NaN compares false with every threshold, so it would otherwise slip through as "ok". Non-finite
+values themselves are a blocking failure of their own.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import numpy as np
 
 JUMP_TYPICAL_STEP_FACTOR = 10.0  # a step this many times the joint's median moving step is a jump ...
 JUMP_MIN_SPAN_FRACTION = 0.15  # ... if it also exceeds this fraction of the joint's range over the dataset
+JUMP_MOTION_SHARE = 0.6  # ... and makes most of the motion in its direction within JUMP_WINDOW frames around it
+JUMP_WINDOW = 2
 DROPPED_FRAME_GAP = 1.5  # a timestamp gap above this many frame periods means frames were dropped
 SLOW_RATE_FRACTION = 0.9  # an episode whose recorded achieved_hz is below this fraction of fps is flagged
 CLIPPED_RUN_SECONDS = 1.0  # sitting exactly at the dataset's extreme for this long looks like a hard limit
@@ -49,6 +55,11 @@ class Check:
     summary: str
     details: list[str] = field(default_factory=list)
     blocking: bool = True  # a failed non-blocking check is a warning; --strict ignores it
+
+
+def _not_measured(name: str, reason: str) -> Check:
+    """A check with nothing to look at: a warning, so an empty or NaN input can never read as a pass."""
+    return Check(name, False, f"not measured: {reason}", blocking=False)
 
 
 @dataclass
@@ -87,6 +98,40 @@ def _signals(episode: EpisodeData) -> list[tuple[str, np.ndarray]]:
     return signals
 
 
+def _series(episodes: list[EpisodeData], kind: str) -> list[tuple[EpisodeData, np.ndarray]]:
+    """The episodes' `kind` ("state" or "action") trajectories that have at least one step to look at."""
+    series = [(e, dict(_signals(e)).get(kind)) for e in episodes]
+    return [(e, s) for e, s in series if s is not None and len(s) > 1]
+
+
+def _finite_range(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (low, high) over the finite values only; NaN where a column has none."""
+    finite = np.isfinite(values)
+    if len(values) == 0:
+        return np.full(values.shape[1:], np.nan), np.full(values.shape[1:], np.nan)
+    low = np.where(finite, values, np.inf).min(axis=0)
+    high = np.where(finite, values, -np.inf).max(axis=0)
+    empty = ~finite.any(axis=0)
+    low[empty] = high[empty] = np.nan
+    return low, high
+
+
+def _check_finite(episodes: list[EpisodeData], names: list[str]) -> Check:
+    """NaN or inf in a trajectory or a timestamp: the reader or the recorder lost the value."""
+    details = []
+    for episode in episodes:
+        bad = int(np.sum(~np.isfinite(episode.timestamps)))
+        if bad:
+            details.append(f"episode {episode.index}: {bad} non-finite timestamp(s)")
+        for kind, values in _signals(episode):
+            for j in np.nonzero((~np.isfinite(values)).any(axis=0))[0]:
+                frames = np.nonzero(~np.isfinite(values[:, j]))[0]
+                details.append(f"episode {episode.index}: {kind} {names[j]} has {len(frames)} NaN/inf value(s) "
+                               f"(first at frame {frames[0]})")
+    return Check("finite values", not details,
+                 f"{len(details)} signal(s) with NaN/inf values" if details else "no NaN or inf value", details)
+
+
 def _check_tasks(episodes: list[EpisodeData], min_tasks: int) -> Check:
     counts = Counter(e.task for e in episodes)
     passed = len(counts) >= min_tasks
@@ -106,63 +151,100 @@ def _check_lengths(episodes: list[EpisodeData], chunk_size: int) -> Check:
 
 def _check_frozen(episodes: list[EpisodeData], names: list[str]) -> tuple[Check, Check]:
     """Constant for a whole episode while moving in others: the servo stopped answering or the reading is stale."""
-    details, never_moving = [], []
+    details, never_moving, compared, looked = [], [], 0, 0
     for kind in ("state", "action"):
-        per_episode = [(e, dict(_signals(e)).get(kind)) for e in episodes]
-        per_episode = [(e, s) for e, s in per_episode if s is not None and len(s) > 1]
-        if not per_episode:
-            continue
-        moves = np.array([np.ptp(s, axis=0) > 0 for _, s in per_episode])  # (episodes, joints)
+        per_episode = _series(episodes, kind)
+        ranges = [_finite_range(s) for _, s in per_episode]
+        # A joint with fewer than two finite readings in an episode tells nothing about motion there.
+        seen = np.array([np.isfinite(s).sum(axis=0) >= 2 for _, s in per_episode]).reshape(len(per_episode),
+                                                                                          len(names))
+        moves = np.array([high - low > 0 for low, high in ranges]).reshape(len(per_episode), len(names))
         for j, name in enumerate(names):
+            if not seen[:, j].any():
+                continue
+            looked += 1
             if not moves[:, j].any():
                 never_moving.append(f"{kind} {name}")
                 continue
-            for (episode, _), moved in zip(per_episode, moves[:, j], strict=True):
-                if not moved:
+            compared += int(seen[:, j].sum() >= 2)
+            for (episode, _), moved, measured in zip(per_episode, moves[:, j], seen[:, j], strict=True):
+                if measured and not moved:
                     details.append(f"episode {episode.index}: {kind} {name} constant for all "
                                    f"{episode.length} frames (moves in other episodes)")
-    frozen = Check("frozen joints", not details,
-                   f"{len(details)} frozen joint reading(s)" if details else "no frozen joint", details)
-    unused = Check("unused joints", not never_moving,
-                   f"never move in any episode: {', '.join(never_moving)}" if never_moving
-                   else "every joint moves in some episode", blocking=False)
+    if details:
+        frozen = Check("frozen joints", False, f"{len(details)} frozen joint reading(s)", details)
+    elif not compared:
+        frozen = _not_measured("frozen joints", "a frozen joint shows against the episodes where it moves; "
+                                                "needs at least 2 episodes with a moving joint")
+    else:
+        frozen = Check("frozen joints", True, "no frozen joint")
+    if not looked:
+        unused = _not_measured("unused joints", "no episode with two or more finite readings")
+    else:
+        unused = Check("unused joints", not never_moving,
+                       f"never move in any episode: {', '.join(never_moving)}" if never_moving
+                       else "every joint moves in some episode", blocking=False)
     return frozen, unused
 
 
+def _share_of_motion(steps: np.ndarray, index: int) -> float:
+    """The part of the nearby motion in its direction that one step makes: about 1 for a leap or a spike, at
+    most 1/2 for a move spread over two or more frames, however fast (a gripper snapping shut)."""
+    window = steps[max(0, index - JUMP_WINDOW): index + JUMP_WINDOW + 1]
+    same_direction = window[np.isfinite(window) & (np.sign(window) == np.sign(steps[index]))]
+    return float(abs(steps[index]) / np.abs(same_direction).sum())
+
+
 def _check_jumps(episodes: list[EpisodeData], names: list[str]) -> Check:
-    details = []
+    details, measured_steps = [], 0
     for kind in ("state", "action"):
-        series = [(e, dict(_signals(e)).get(kind)) for e in episodes]
-        series = [(e, s) for e, s in series if s is not None and len(s) > 1]
+        series = _series(episodes, kind)
         if not series:
             continue
-        all_values = np.concatenate([s for _, s in series])
-        span = np.ptp(all_values, axis=0)
+        low, high = _finite_range(np.concatenate([s for _, s in series]))
+        span = np.nan_to_num(high - low)
         steps = np.concatenate([np.abs(np.diff(s, axis=0)) for _, s in series])
-        typical = np.array([np.median(col[col > 0]) if (col > 0).any() else 0.0 for col in steps.T])
+        finite_steps = np.isfinite(steps)
+        measured_steps += int(finite_steps.sum())
+        moving = finite_steps & (steps > 0)
+        typical = np.array([np.median(col[ok]) if ok.any() else 0.0 for col, ok in zip(steps.T, moving.T,
+                                                                                        strict=True)])
         threshold = np.maximum(JUMP_TYPICAL_STEP_FACTOR * typical, JUMP_MIN_SPAN_FRACTION * span)
         for episode, values in series:
-            big = np.abs(np.diff(values, axis=0)) > np.maximum(threshold, 1e-9)
+            signed_steps = np.diff(values, axis=0)
+            big = np.abs(signed_steps) > np.maximum(threshold, 1e-9)  # NaN steps: "finite values"
             for frame, j in zip(*np.nonzero(big), strict=True):
+                if _share_of_motion(signed_steps[:, j], frame) < JUMP_MOTION_SHARE:
+                    continue  # a fast but continuous motion, not a discontinuity
                 details.append(f"episode {episode.index} frame {frame + 1}: {kind} {names[j]} jumps "
                                f"{values[frame + 1, j] - values[frame, j]:+.3g} (typical step {typical[j]:.3g})")
+    if not details and not measured_steps:
+        return _not_measured("jumps", "no two consecutive finite readings in any episode")
     return Check("jumps", not details, f"{len(details)} discontinuities" if details else "no discontinuity",
                  details)
 
 
 def _check_dropped_frames(episodes: list[EpisodeData], fps: int) -> Check:
-    details = []
+    details, measured = [], 0
     for episode in episodes:
         gaps = np.diff(episode.timestamps) * fps
-        dropped = int(np.sum(np.round(gaps[gaps > DROPPED_FRAME_GAP]) - 1))
+        finite_gaps = gaps[np.isfinite(gaps)]  # a NaN timestamp fails "finite values"
+        measured += len(finite_gaps)
+        dropped = int(np.sum(np.round(finite_gaps[finite_gaps > DROPPED_FRAME_GAP]) - 1))
         if dropped > 0:
             details.append(f"episode {episode.index}: {dropped} frame(s) missing "
-                           f"(largest gap {gaps.max() / fps * 1000:.0f} ms at {fps} fps)")
-        if np.any(gaps <= 0):
+                           f"(largest gap {finite_gaps.max() / fps * 1000:.0f} ms at {fps} fps)")
+        if np.any(finite_gaps <= 0):
             details.append(f"episode {episode.index}: timestamps not increasing")
-        if episode.achieved_hz is not None and episode.achieved_hz < SLOW_RATE_FRACTION * fps:
-            details.append(f"episode {episode.index}: recorded at {episode.achieved_hz:.1f} Hz, "
-                           f"below {SLOW_RATE_FRACTION:.0%} of {fps} fps")
+        if episode.achieved_hz is not None:
+            measured += 1
+            if not np.isfinite(episode.achieved_hz):
+                details.append(f"episode {episode.index}: recorded rate is {episode.achieved_hz} Hz")
+            elif episode.achieved_hz < SLOW_RATE_FRACTION * fps:
+                details.append(f"episode {episode.index}: recorded at {episode.achieved_hz:.1f} Hz, "
+                               f"below {SLOW_RATE_FRACTION:.0%} of {fps} fps")
+    if not details and not measured:
+        return _not_measured("dropped frames", "no episode has two finite timestamps or a recorded rate")
     return Check("dropped frames", not details,
                  f"{len(details)} episode(s) with missing frames or slow rate" if details
                  else "timestamps regular, no dropped frame", details)
@@ -171,18 +253,21 @@ def _check_dropped_frames(episodes: list[EpisodeData], fps: int) -> Check:
 def _check_clipped(episodes: list[EpisodeData], names: list[str], fps: int) -> Check:
     """Long stretches exactly at the dataset's extreme of a joint, as when a reading saturates at a limit."""
     states = np.concatenate([e.states for e in episodes])
-    low, high = states.min(axis=0), states.max(axis=0)
-    details = []
+    low, high = _finite_range(states)
+    details, measured = [], 0
     run_frames = max(2, int(CLIPPED_RUN_SECONDS * fps))
     for j, name in enumerate(names):
-        if high[j] == low[j]:
+        if not high[j] > low[j]:  # constant or no finite value: no edge to sit at
             continue
+        measured += 1
         at_edge = (states[:, j] == low[j]) | (states[:, j] == high[j])
         longest = max((len(r) for r in "".join("1" if x else "0" for x in at_edge).split("0")), default=0)
         fraction = at_edge.mean()
         if longest >= run_frames and fraction >= CLIPPED_FRACTION:
             details.append(f"state {name}: {fraction:.0%} of frames exactly at {low[j]:.3g} or {high[j]:.3g} "
                            f"(longest run {longest} frames)")
+    if not measured:
+        return _not_measured("clipped joints", "no joint state varies")
     return Check("clipped joints", not details,
                  f"{len(details)} joint(s) pinned at a limit" if details else "no joint pinned at a limit",
                  details, blocking=False)
@@ -190,14 +275,16 @@ def _check_clipped(episodes: list[EpisodeData], names: list[str], fps: int) -> C
 
 def _coverage(episodes: list[EpisodeData], names: list[str]) -> tuple[dict, dict]:
     states = np.concatenate([e.states for e in episodes])
+    lows, highs = _finite_range(states)
     span, coverage = {}, {}
     for j, name in enumerate(names):
-        low, high = float(states[:, j].min()), float(states[:, j].max())
+        low, high = float(lows[j]), float(highs[j])
         span[name] = (low, high)
-        if high == low:
+        if not high > low:
             coverage[name] = 0.0
             continue
-        bins = np.clip(((states[:, j] - low) / (high - low) * COVERAGE_BINS).astype(int), 0, COVERAGE_BINS - 1)
+        column = states[np.isfinite(states[:, j]), j]
+        bins = np.clip(((column - low) / (high - low) * COVERAGE_BINS).astype(int), 0, COVERAGE_BINS - 1)
         coverage[name] = len(np.unique(bins)) / COVERAGE_BINS
     return span, coverage
 
@@ -224,16 +311,21 @@ def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def _path_diversity(episodes: list[EpisodeData], rng: np.random.Generator) -> tuple[dict, Check]:
     """Per task: mean pairwise DTW of range-normalised state paths, and the spread of where episodes end."""
-    states = np.concatenate([e.states for e in episodes])
-    scale = np.where(np.ptp(states, axis=0) > 0, np.ptp(states, axis=0), 1.0)
+    low, high = _finite_range(np.concatenate([e.states for e in episodes]))
+    span = np.nan_to_num(high - low)
+    scale = np.where(span > 0, span, 1.0)
     by_task: dict[str, list[EpisodeData]] = {}
     for e in episodes:
         by_task.setdefault(e.task, []).append(e)
-    diversity, details = {}, []
+    diversity, details, unmeasured = {}, [], []
     for task, group in by_task.items():
-        if len(group) < 2:
-            diversity[task] = {"episodes": len(group), "mean_dtw": float("nan"), "endpoint_spread": float("nan")}
+        diversity[task] = {"episodes": len(group), "mean_dtw": float("nan"), "endpoint_spread": float("nan")}
+        usable = [e for e in group if e.length > 0 and np.isfinite(e.states).all()]
+        if len(usable) < 2:
+            unmeasured.append(f"{task!r} ({len(group)} episode(s), {len(usable)} with finite states)"
+                              if len(usable) < len(group) else f"{task!r} ({len(group)} episode)")
             continue
+        group = usable
         paths = [_resample(e.states / scale, DIVERSITY_SAMPLES) for e in group]
         pairs = [(i, j) for i in range(len(paths)) for j in range(i + 1, len(paths))]
         if len(pairs) > MAX_DIVERSITY_PAIRS:
@@ -241,12 +333,18 @@ def _path_diversity(episodes: list[EpisodeData], rng: np.random.Generator) -> tu
         mean_dtw = float(np.mean([dtw_distance(paths[i], paths[j]) for i, j in pairs]))
         ends = np.stack([e.states[-1] / scale for e in group])
         spread = float(np.mean(np.linalg.norm(ends - ends.mean(axis=0), axis=1)))
-        diversity[task] = {"episodes": len(group), "mean_dtw": mean_dtw, "endpoint_spread": spread}
+        diversity[task].update(mean_dtw=mean_dtw, endpoint_spread=spread)
         if mean_dtw < 1e-6:
             details.append(f"{task!r}: its {len(group)} episodes follow the same path (duplicated recordings?)")
-    return diversity, Check("path diversity", not details,
-                            "demonstrations of each task differ" if not details
-                            else f"{len(details)} task(s) with identical demonstrations", details, blocking=False)
+    if details:
+        return diversity, Check("path diversity", False, f"{len(details)} task(s) with identical demonstrations",
+                                details + [f"not measured: {u}" for u in unmeasured], blocking=False)
+    if unmeasured:
+        reason = f"needs 2 episodes with finite states per task: {', '.join(unmeasured)}"
+        measured = len(by_task) - len(unmeasured)
+        check = _not_measured("path diversity", reason + (f"; the other {measured} task(s) differ" if measured else ""))
+        return diversity, check
+    return diversity, Check("path diversity", True, "demonstrations of each task differ", blocking=False)
 
 
 def analyze(episodes: list[EpisodeData], *, fps: int, joint_names: list[str], chunk_size: int = 50,
@@ -257,6 +355,7 @@ def analyze(episodes: list[EpisodeData], *, fps: int, joint_names: list[str], ch
     span, coverage = _coverage(episodes, joint_names)
     diversity, diversity_check = _path_diversity(episodes, np.random.default_rng(seed))
     checks = [
+        _check_finite(episodes, joint_names),
         _check_tasks(episodes, min_tasks),
         _check_lengths(episodes, chunk_size),
         frozen,
@@ -292,7 +391,9 @@ def format_report(report: QualityReport) -> str:
         lines.append(f"  {name:16s} [{low:9.3g}, {high:9.3g}]  {report.joint_coverage[name]:4.0%} covered")
     lines.append("Path diversity per task (mean pairwise DTW / endpoint spread, range-normalised):")
     for task, d in report.path_diversity.items():
-        lines.append(f"  {d['mean_dtw']:.3f} / {d['endpoint_spread']:.3f}  ({d['episodes']} episodes) {task}")
+        measured = (f"{d['mean_dtw']:.3f} / {d['endpoint_spread']:.3f}" if np.isfinite(d["mean_dtw"])
+                    else "not measured")
+        lines.append(f"  {measured}  ({d['episodes']} episodes) {task}")
     lines.append("Checks:")
     for check in report.checks:
         status = "ok  " if check.passed else ("FAIL" if check.blocking else "warn")

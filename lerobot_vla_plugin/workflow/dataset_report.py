@@ -17,7 +17,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="the policy's action chunk: shorter episodes are flagged (default 50)")
     parser.add_argument("--min-tasks", type=int, default=2,
                         help="fewest distinct language tasks accepted (default 2; 1 for single-task policies)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a check fails")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 when a blocking check fails (warnings, such as a check that had "
+                             "nothing to measure, do not fail it)")
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="write a summary plot")
 
 
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"Summary plot: {plot_report(report, args.plot)}")
     if args.strict and report.failures:
-        print(f"--strict: failing because of {', '.join(c.name for c in report.failures)}", file=sys.stderr)
+        print(f"--strict: {args.root} fails the blocking check(s): {', '.join(c.name for c in report.failures)}",
+              file=sys.stderr)
         return 1
     return 0
