@@ -136,6 +136,17 @@ def test_operator_targets_are_smooth_and_start_at_the_current_pose():
     assert operator.done(operator.duration_s) and not operator.done(0.0)
 
 
+def test_operator_opens_and_closes_the_gripper_at_a_hand_speed():
+    """A grasp or release takes longer the wider the gripper moves: no snap that reads as a jump at 30 fps."""
+    for seed in range(4):
+        sim = SO101Sim(seed=seed)
+        operator = ScriptedOperator(sim, sorted(TASKS)[seed % 2], np.random.default_rng(seed))
+        operator.plan()
+        gripper = [operator.target_at(t)[-1] for t in np.arange(0.0, operator.duration_s, CONTROL_PERIOD_S)]
+        assert np.ptp(gripper) > 0.4  # it really opened and closed
+        assert np.abs(np.diff(gripper)).max() < 0.055  # under 1.65 rad/s
+
+
 def test_unknown_task_is_rejected_with_the_valid_choices():
     sim = SO101Sim(seed=0)
     with pytest.raises(KeyError, match="red"):

@@ -26,6 +26,11 @@ _SAMPLE_PERIOD_S = 0.01  # plan resolution; targets in between are interpolated 
 # A 2.5 cm cube stops the jaws at about 0.2 rad; the operator closes the leader a little further, enough
 # to hold the cube firmly but well short of crushing it (which would trip the gripper's overload protection).
 _GRIPPER_SQUEEZE_RAD = (0.1, 0.14)
+# Peak speed of the hand opening or closing the leader's gripper. A person squeezes the trigger at a steady
+# speed, so a wider opening takes longer; a fixed-duration close of a wide opening would be a snap that reads
+# as a discontinuity at 30 fps (and outruns the follower's max_relative_target).
+_GRIPPER_PEAK_SPEED_RAD_S = (0.9, 1.2)
+_MIN_JERK_PEAK_SPEED = 1.875  # peak / mean speed of a minimum-jerk move
 _BOWL_OUTER_RADIUS_M = 0.0615
 _IK_TOLERANCE_M = 0.003
 _ARM_JOINTS = 5
@@ -104,6 +109,7 @@ class ScriptedOperator:
         carry_z = rng.uniform(0.058, 0.068)
         gripper_open = rng.uniform(0.5, 0.75)
         gripper_squeeze = rng.uniform(*_GRIPPER_SQUEEZE_RAD)
+        gripper_speed = rng.uniform(*_GRIPPER_PEAK_SPEED_RAD_S) / pace
 
         drop_direction = rng.uniform(-np.pi, np.pi)
         drop_xy = bowl[:2] + rng.uniform(0, 0.012) * np.array([math.cos(drop_direction), math.sin(drop_direction)])
@@ -123,13 +129,13 @@ class ScriptedOperator:
         self._hold(duration(0.1, 0.4))
         self._move_cartesian((np.r_[grasp_xy, grasp_z], grasp_yaw), gripper_open, duration(0.7, 1.1))
         self._hold(duration(0.05, 0.3))
-        self._hold(duration(0.35, 0.6), gripper=gripper_squeeze)
+        self._move_gripper(gripper_squeeze, gripper_speed, duration(0.35, 0.6))
         self._hold(duration(0.15, 0.35))
         self._move_cartesian((np.r_[grasp_xy, carry_z], grasp_yaw), gripper_squeeze, duration(0.7, 1.1))
         self._move_cartesian((np.r_[drop_xy, carry_z], drop_yaw), gripper_squeeze, duration(1.1, 1.9))
         self._hold(duration(0.0, 0.25))
         self._move_cartesian((np.r_[drop_xy, drop_z], drop_yaw), gripper_squeeze, duration(0.5, 0.9))
-        self._hold(duration(0.3, 0.6), gripper=rng.uniform(0.45, 0.7))
+        self._move_gripper(rng.uniform(0.45, 0.7), gripper_speed, duration(0.3, 0.6))
         self._hold(duration(0.1, 0.4))
         self._move_cartesian((np.r_[drop_xy, carry_z], drop_yaw), None, duration(0.5, 0.9))
         rest = REST_POSE.copy()
@@ -187,6 +193,11 @@ class ScriptedOperator:
         if gripper is not None:
             end[-1] = gripper
         self._append(duration_s, [start + (end - start) * _min_jerk(s) for s in self._steps(duration_s)])
+
+    def _move_gripper(self, target: float, peak_speed_rad_s: float, min_duration_s: float) -> None:
+        """Open or close with the arm still, never faster than `peak_speed_rad_s`."""
+        travel = abs(target - self._samples_q[-1][-1])
+        self._hold(max(min_duration_s, _MIN_JERK_PEAK_SPEED * travel / peak_speed_rad_s), gripper=target)
 
     def _move_joints(self, end: np.ndarray, duration_s: float) -> None:
         start = self._samples_q[-1]

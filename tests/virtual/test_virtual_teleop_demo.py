@@ -13,10 +13,12 @@ import pytest
 from lerobot.motors.motors_bus import MotorCalibration
 from virtual_teleop import MinimalTeleop, connect_follower, connect_leader, record_demonstration
 
+from lerobot_vla_plugin import cli
 from lerobot_vla_plugin.cameras.config_virtual_camera import VirtualCameraConfig
 from lerobot_vla_plugin.cameras.virtual_camera import VirtualCamera
 from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101
 from lerobot_vla_plugin.sim.remote import RemoteVirtualArm
+from lerobot_vla_plugin.workflow.dataset_report import load_episode_data
 
 BIN = Path(sys.executable).parent
 
@@ -54,6 +56,25 @@ def test_episodes_reset_the_scene_and_vary_the_demonstration():
         assert np.linalg.norm(virtual.sim.object_positions()["blue_cube"] - layout) > 1e-3  # re-randomized
         assert len(first) != len(second)  # different timing, not one fixed path
         teleop.disconnect()
+
+
+def test_recorded_scripted_demonstrations_pass_the_dataset_report(tmp_path, capsys):
+    """Whole demonstrations through `lerobot-vla record`: the quality gate that guards training accepts them."""
+    root = tmp_path / "demo"
+    assert cli.main(["record", "--virtual", "so101", "--dataset.repo_id=local/demo", f"--dataset.root={root}",
+                     "--dataset.num_episodes=2", "--dataset.video=false", "--virtual_cameras=front",
+                     "--camera_width=32", "--camera_height=24", "--keyboard=none", "--report=false"]) == 0
+    capsys.readouterr()
+    assert cli.main(["dataset-report", str(root), "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "[FAIL]" not in out and "all blocking checks passed" in out, out
+    episodes, _, names = load_episode_data(root)
+    assert min(e.length for e in episodes) > 200  # whole pick-and-place demonstrations, not a clip
+    grippers = [e.actions[:, names.index("gripper.pos")] for e in episodes]
+    span = np.ptp(np.concatenate(grippers))
+    # A hand's open and close, well inside the report's jump limits: under 30% of the range in any 0.1 s.
+    # (Three frames, so a frame read a tick late, which happens on a loaded machine, does not count twice.)
+    assert max(np.abs(g[3:] - g[:-3]).max() for g in grippers) < 0.3 * span
 
 
 def test_emulate_physics_serves_follower_leader_and_cameras_to_another_process(tmp_path):
