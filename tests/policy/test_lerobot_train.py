@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +14,15 @@ import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.policies.factory import make_pre_post_processors
+from safetensors.torch import load_file
 
 from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import FlowVLAPolicy
 
 from .conftest import CHUNK, IMAGE_KEY, TINY_POLICY_FLAGS
 
 LEROBOT_TRAIN = str(Path(sys.executable).parent / "lerobot-train")
+# lerobot-train's progress line (MetricsTracker): "step:4 smpl:16 ep:1 epch:0.44 loss:0.812 grdn:..."
+TRAIN_LOG_LINE = re.compile(r"step:(\d+) smpl:\S+ ep:\S+ epch:\S+ loss:(\S+)")
 
 
 def run_lerobot_train(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -64,7 +69,18 @@ def trained_checkpoint(tiny_dataset_root, tmp_path_factory):
 @pytest.mark.slow
 def test_lerobot_train_writes_a_loadable_checkpoint(trained_checkpoint, tiny_dataset_root):
     checkpoint, result = trained_checkpoint
-    assert "flow_vla" in (result.stdout + result.stderr)
+    # Training ran: each of the 4 steps logged a finite loss, and each took an optimizer step on every parameter.
+    logged = TRAIN_LOG_LINE.findall(result.stdout + result.stderr)
+    assert [int(step) for step, _ in logged] == [1, 2, 3, 4], result.stderr[-3000:]
+    assert all(math.isfinite(float(loss)) and float(loss) > 0 for _, loss in logged)
+    training_state = checkpoint.parent / "training_state"
+    assert json.loads((training_state / "training_step.json").read_text())["step"] == 4
+    optimizer = load_file(training_state / "optimizer_state.safetensors")
+    adam_steps = {k: float(v) for k, v in optimizer.items() if k.endswith("/step")}
+    assert len(adam_steps) == len(list(FlowVLAPolicy.from_pretrained(checkpoint).parameters()))
+    assert set(adam_steps.values()) == {4.0}
+    assert all(v.abs().sum() > 0 for k, v in optimizer.items() if k.endswith("/exp_avg"))
+    assert json.loads((checkpoint / "train_config.json").read_text())["policy"]["type"] == "flow_vla"
     for name in ("config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json",
                  "train_config.json"):
         assert (checkpoint / name).is_file(), name
