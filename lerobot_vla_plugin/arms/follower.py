@@ -286,7 +286,8 @@ class ArmFollower(Robot):
         ids = ", ".join(f"id {self.bus.motors[m].id}" for m in motor.split(", ") if m in self.bus.motors)
         message = f"{self}: torque off because servo '{motor}' ({ids}) on {self.bus.port} {reason}. {advice}"
         if failed:
-            message += f" Could not confirm torque off on {', '.join(failed)}: switch off the arm's power supply."
+            cut_power = "stop the emulator" if self.bus.emulated else "switch off the arm's power supply"
+            message += f" Could not confirm torque off on {', '.join(failed)}: {cut_power}."
         logger.error(message)
         self._fault = SafetyStop(message, motor)
         raise self._fault from cause

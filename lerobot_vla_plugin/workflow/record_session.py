@@ -18,6 +18,7 @@ from pathlib import Path
 from lerobot.robots.config import RobotConfig
 from lerobot.teleoperators.config import TeleoperatorConfig
 
+from ..sim.scene_seeds import recording_scene_seed
 from .cadence import CadenceMeter, CadenceReport
 from .keyboard import KEY_HELP, EpisodeEvents, GripperSqueezeTrigger, KeyboardControl
 from .record_config import RecordConfig, dataset_root, task_keys, validate
@@ -187,8 +188,10 @@ class RecordSession:
                 try:
                     device.connect()
                 except Exception as exc:  # shown with the device named; `finally` releases the rest
+                    advice = (_VIRTUAL_ARM_HINT if self.virtual is not None
+                              else "Check its port (`lerobot-find-port`), cable and power.")
                     raise RecordingFault(f"Could not connect the {role} {device} ({type(exc).__name__}: {exc}). "
-                                         "Check its port (`lerobot-find-port`), cable and power.") from exc
+                                         f"{advice}") from exc
             if cfg.squeeze_trigger:
                 self._squeeze = GripperSqueezeTrigger(lambda: self.events.request("next", "gripper squeeze"))
             keyboard = KeyboardControl(self.events, cfg.keyboard, echo=self.out)
@@ -227,7 +230,7 @@ class RecordSession:
             episode = self.recorder.num_episodes + self.recorder.pending_episodes
             task_key, task = self._task_for(episode)
             if self.virtual is not None:
-                self._prepare_virtual_episode(task_key, cfg.seed + episode)
+                self._prepare_virtual_episode(task_key, recording_scene_seed(cfg.seed, episode))
             self._say(f"Recording episode {episode}: {task}")
             meter = CadenceMeter(ds.fps, list(getattr(self.robot, "cameras", {}) or {}),
                                  data_clock=self._data_clock(), lockstep=self.lockstep)
@@ -291,7 +294,7 @@ class RecordSession:
         success = ""
         if self.virtual is not None:
             is_success = self.virtual.is_success()
-            metadata.update(is_success=is_success, scene_seed=self.cfg.seed + episode)
+            metadata.update(is_success=is_success, scene_seed=recording_scene_seed(self.cfg.seed, episode))
             success = ", success" if is_success else ", FAILED task"
         for warning in report.warnings():
             self.out(f"  warning: episode {episode}: {warning}")
@@ -441,7 +444,7 @@ class RecordSession:
             raise RecordingFault(f"{exc}{self._take_lost_note(recording)}") from exc
         except Exception as exc:
             logger.debug("control tick failed", exc_info=True)
-            hint = _FAILURE_HINTS.get(step, "")
+            hint = _VIRTUAL_ARM_HINT if self.virtual is not None else _FAILURE_HINTS.get(step, "")
             raise RecordingFault(f"{step[0].upper()}{step[1:]} failed at frame {frame} ({type(exc).__name__}: "
                                  f"{exc}). {hint}{self._take_lost_note(recording)}") from exc
 
@@ -491,6 +494,9 @@ class RecordSession:
             log_say(text, play_sounds=True)
 
 
+# The virtual arm has no cables or power supply: what fails there is the emulator, usually starved of CPU.
+_VIRTUAL_ARM_HINT = ("The virtual arm runs in this process: its emulated servos answer late when the machine is "
+                     "overloaded. Close other heavy programs and resume with --resume.")
 _FAILURE_HINTS = {
     "reading the robot's observation": "A camera that stops delivering frames (unplugged, USB bandwidth, hung "
                                        "driver) or a servo that stops answering is the usual cause: check cables and "
