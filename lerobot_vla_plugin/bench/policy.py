@@ -288,14 +288,17 @@ def held_out_error_study(args, flow_config, _observation_batch) -> dict[int, flo
     return errors
 
 
-def write_tiny_smolvlm(directory: str) -> str:
-    """A random SmolVLM config + word-level tokenizer + processor, so SmolVLA can be built offline."""
+def write_tiny_smolvlm(directory, seed: int = 0) -> str:
+    """A random SmolVLM (config, weights, word-level tokenizer, processor) in `directory`, so SmolVLA and
+    flow_vla's pretrained backbone can be built and loaded offline, exactly as from a Hub checkout."""
     from pathlib import Path
 
+    import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         PreTrainedTokenizerFast,
         SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
         SmolVLMImageProcessor,
         SmolVLMProcessor,
         SmolVLMVideoProcessor,
@@ -320,8 +323,11 @@ def write_tiny_smolvlm(directory: str) -> str:
                 "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 512, "pad_token_id": vocab["<pad>"]}
     vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 64,
                   "patch_size": 16}
-    SmolVLMConfig(text_config=text, vision_config=vision, scale_factor=2, image_token_id=vocab["<image>"],
-                  vocab_size=128, pad_token_id=vocab["<pad>"]).save_pretrained(out)
+    config = SmolVLMConfig(text_config=text, vision_config=vision, scale_factor=2, image_token_id=vocab["<image>"],
+                           vocab_size=128, pad_token_id=vocab["<pad>"])
+    with torch.random.fork_rng():  # the caller's random stream stays as it was
+        torch.manual_seed(seed)
+        SmolVLMForConditionalGeneration(config).save_pretrained(out)
     image_processor = SmolVLMImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 64},
                                             do_image_splitting=False)
     video_processor = SmolVLMVideoProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 64})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lerobot_vla_plugin.bench.policy import write_tiny_smolvlm
 from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import FlowVLAPolicy
 from lerobot_vla_plugin.policies.flow_vla.processor_flow_vla import (
     make_flow_vla_pre_post_processors,
@@ -19,38 +20,11 @@ from .conftest import make_raw_batch, make_tiny_config
 transformers = pytest.importorskip("transformers")
 
 
-def write_tiny_smolvlm(directory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        PreTrainedTokenizerFast,
-        SmolVLMConfig,
-        SmolVLMForConditionalGeneration,
-    )
-
-    specials = ["<unk>", "<pad>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>"]
-    words = ["pick", "place", "the", "red", "blue", "cube", "up", "move", "arm"]
-    vocab = {token: index for index, token in enumerate(specials + words)}
-    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>").save_pretrained(directory)
-    text = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
-                "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 256, "pad_token_id": vocab["<pad>"]}
-    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 32,
-                  "patch_size": 8}
-    config = SmolVLMConfig(text_config=text, vision_config=vision, scale_factor=2, image_token_id=vocab["<image>"],
-                           vocab_size=64, pad_token_id=vocab["<pad>"])
-    torch.manual_seed(0)
-    model = SmolVLMForConditionalGeneration(config)
-    model.save_pretrained(directory)
-    return model
-
-
 @pytest.fixture
 def tiny_backbone_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    directory = tmp_path / "tiny_smolvlm"
-    model = write_tiny_smolvlm(directory)
-    return directory, model
+    directory = write_tiny_smolvlm(tmp_path / "tiny_smolvlm")
+    return directory, transformers.SmolVLMForConditionalGeneration.from_pretrained(directory)
 
 
 def test_pretrained_backbone_loads_offline_trains_and_acts(tiny_backbone_dir, tmp_path):
@@ -73,7 +47,9 @@ def test_pretrained_backbone_loads_offline_trains_and_acts(tiny_backbone_dir, tm
     # The preprocessor tokenizes with the backbone's own tokenizer.
     preprocessor, _ = make_flow_vla_pre_post_processors(config, dataset_stats=None)
     batch = preprocessor(make_raw_batch(config, batch_size=2, task="pick the red cube"))
-    assert batch["observation.language.tokens"][0, :4].tolist() == [6, 8, 9, 11]
+    backbone_tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    words = backbone_tokenizer.convert_tokens_to_ids(["pick", "the", "red", "cube"])
+    assert batch["observation.language.tokens"][0, :4].tolist() == words
 
     policy.train()
     loss, _ = policy.forward(batch)
