@@ -37,7 +37,7 @@ class ServoNotRespondingError(ConnectionError):
                 "(`lerobot-vla setup-motors`), and run `lerobot-vla doctor` for a full check."
             )
         super().__init__(
-            f"No valid reply from {'emulated ' if emulated else ''}servo {names} to {what} on port {port} at "
+            f"No valid reply from servo {names} to {what} on port {port} at "
             f"{baudrate} baud after {tries} tries{waited}{corrupt}. {advice}"
         )
 
