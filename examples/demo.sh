@@ -1,11 +1,31 @@
 #!/usr/bin/env bash
 # Set up (first run) and run the main job on the virtual SO-101, no hardware needed:
 #   1. record a hands-free demo dataset through the real teleop path (scripted leader -> follower -> physics),
-#      with two language tasks, crash-safe, followed by the dataset quality report;
-#   2. fine-tune the flow_vla policy on it with stock `lerobot-train`.
+#      with two language tasks, crash-safe;
+#   2. gate it with the dataset quality report (`lerobot-vla dataset-report --strict`): a blocking FAIL stops here;
+#   3. fine-tune the flow_vla policy on it with stock `lerobot-train`.
 # Sizes are small so it finishes in minutes on a laptop CPU; raise DEMO_EPISODES / DEMO_TRAIN_STEPS for a
 # policy that actually solves the task.
+#
+# Re-running keeps finished work: recording resumes the dataset in $DEMO_OUT (also after a run that died
+# mid-recording) up to DEMO_EPISODES episodes; training is skipped when a checkpoint for the same dataset and
+# step count exists, continued from it when only DEMO_TRAIN_STEPS grew, and otherwise redone (the old training
+# folder is kept next to it).
+#
+# Usage: ./examples/demo.sh [--ignore-quality] [--fresh]
+#   --ignore-quality  train even when the dataset report has a blocking FAIL
+#   --fresh           start over: the previous run folder is renamed to $DEMO_OUT.<date-time>, not deleted
+# Environment: DEMO_OUT (default outputs/demo), DEMO_EPISODES (8), DEMO_TRAIN_STEPS (300).
 set -euo pipefail
+IGNORE_QUALITY=0 FRESH=0
+for arg in "$@"; do
+  case "$arg" in
+    --ignore-quality) IGNORE_QUALITY=1 ;;
+    --fresh) FRESH=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown option $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/examples/setup_env.sh"
 cd "$ROOT"
@@ -13,18 +33,99 @@ export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1
 OUT="${DEMO_OUT:-outputs/demo}"
 EPISODES="${DEMO_EPISODES:-8}"
 STEPS="${DEMO_TRAIN_STEPS:-300}"
-rm -rf "$OUT"
+if ! [[ "$EPISODES" =~ ^[1-9][0-9]*$ && "$STEPS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: DEMO_EPISODES and DEMO_TRAIN_STEPS must be positive whole numbers" >&2
+  exit 2
+fi
+DATASET="$OUT/so101_virtual_demo"
+TRAIN="$OUT/train"
+CHECKPOINT="$TRAIN/checkpoints/last/pretrained_model"
+TRAINED_STAMP="$OUT/trained_on.txt"  # "<dataset fingerprint> steps=<n>" of the finished checkpoint
+
+keep_aside() {  # rename a folder to <folder>.<date-time> instead of deleting it; prints the new name
+  local kept
+  kept="$1.$(date +%Y%m%d-%H%M%S)"
+  mv "$1" "$kept"
+  echo "$kept"
+}
+
+dataset_info() {  # a field of the dataset's meta/info.json (the recorder's commit record), 0 when there is none
+  if [[ -f "$DATASET/meta/info.json" ]]; then
+    .venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
+      "$DATASET/meta/info.json" "$1"
+  else
+    echo 0
+  fi
+}
+
+if ((FRESH)) && [[ -e "$OUT" ]]; then
+  echo "== --fresh: previous run kept in $(keep_aside "$OUT")"
+fi
 mkdir -p "$OUT"
+if [[ -d "$DATASET" && ! -f "$DATASET/meta/info.json" ]]; then
+  echo "== $DATASET holds no dataset (a run stopped while creating it); kept in $(keep_aside "$DATASET")"
+fi
 
-echo "== 1/2 recording $EPISODES hands-free episodes on the virtual SO-101 -> $OUT/so101_virtual_demo"
-.venv/bin/lerobot-vla record --virtual so101 --tasks red,blue --keyboard none \
-  --dataset.repo_id local/so101_virtual_demo --dataset.root "$OUT/so101_virtual_demo" \
-  --dataset.num_episodes "$EPISODES"
+have="$(dataset_info total_episodes)"
+if ((have >= EPISODES)); then
+  echo "== 1/3 $DATASET already holds $have episodes (DEMO_EPISODES=$EPISODES): recording skipped"
+else
+  resume=()
+  if [[ -d "$DATASET" ]]; then
+    resume=(--resume)
+    echo "== 1/3 resuming $DATASET: $have episodes recorded, $((EPISODES - have)) to go"
+  else
+    echo "== 1/3 recording $EPISODES hands-free episodes on the virtual SO-101 -> $DATASET"
+  fi
+  # --resume records --dataset.num_episodes more; the episode index (not this session) picks task and scene.
+  .venv/bin/lerobot-vla record --virtual so101 --tasks red,blue --keyboard none --report=false "${resume[@]}" \
+    --dataset.repo_id local/so101_virtual_demo --dataset.root "$DATASET" \
+    --dataset.num_episodes "$((EPISODES - have))" || {
+    echo "error: recording stopped; the $(dataset_info total_episodes) finished episodes are kept in $DATASET." \
+         "Run $0 again to continue." >&2
+    exit 1
+  }
+fi
 
-echo "== 2/2 fine-tuning flow_vla for $STEPS steps with stock lerobot-train -> $OUT/train"
-.venv/bin/lerobot-train --config_path recipes/so101_virtual_demo_small_cpu.json \
-  --dataset.root "$OUT/so101_virtual_demo" --output_dir "$OUT/train" \
-  --steps "$STEPS" --save_freq "$STEPS" --log_freq 50 --num_workers 0
+echo "== 2/3 dataset report (quality gate)"
+report_status=0
+.venv/bin/lerobot-vla dataset-report "$DATASET" --repo-id local/so101_virtual_demo --min-tasks 2 \
+  --strict --plot "${DATASET}_report.png" || report_status=$?
+if ((report_status > 1)); then
+  echo "error: the dataset report could not read $DATASET (above); not training." >&2
+  exit 1
+elif ((report_status == 1)); then
+  if ((IGNORE_QUALITY)); then
+    echo "warning: the dataset report has blocking failures (above); training anyway (--ignore-quality)." >&2
+  else
+    echo "error: the dataset in $DATASET failed the blocking check(s) named above; not training on it." >&2
+    echo "       Inspect it (report plot: ${DATASET}_report.png), or train anyway: $0 --ignore-quality" >&2
+    exit 1
+  fi
+fi
 
-echo "Done: dataset $OUT/so101_virtual_demo (report: ${OUT}/so101_virtual_demo_report.png),"
-echo "      checkpoint $OUT/train/checkpoints/last/pretrained_model (load with --policy.path)."
+# The recorder only appends, so episode and frame counts identify the data.
+want="episodes=$(dataset_info total_episodes) frames=$(dataset_info total_frames)"
+done_before="$(cat "$TRAINED_STAMP" 2>/dev/null || true)"
+if [[ -d "$CHECKPOINT" && "$done_before" == "$want steps=$STEPS" ]]; then
+  echo "== 3/3 $CHECKPOINT is already trained on this dataset ($want) for $STEPS steps: training skipped"
+elif [[ -d "$CHECKPOINT" && "$done_before" == "$want steps="* && "${done_before##*steps=}" -lt "$STEPS" ]]; then
+  echo "== 3/3 continuing training on the same dataset from step ${done_before##*steps=} to $STEPS -> $TRAIN"
+  # lerobot-train finds the checkpoint to resume only from the --config_path=... form.
+  .venv/bin/lerobot-train --config_path="$CHECKPOINT/train_config.json" --resume=true \
+    --steps="$STEPS" --save_freq="$STEPS"
+  echo "$want steps=$STEPS" > "$TRAINED_STAMP"
+else
+  if [[ -e "$TRAIN" ]]; then
+    echo "== the training in $TRAIN is for other data or steps, or unfinished; kept in $(keep_aside "$TRAIN")"
+  fi
+  rm -f "$TRAINED_STAMP"
+  echo "== 3/3 fine-tuning flow_vla for $STEPS steps with stock lerobot-train -> $TRAIN"
+  .venv/bin/lerobot-train --config_path recipes/so101_virtual_demo_small_cpu.json \
+    --dataset.root "$DATASET" --output_dir "$TRAIN" \
+    --steps "$STEPS" --save_freq "$STEPS" --log_freq 50 --num_workers 0
+  echo "$want steps=$STEPS" > "$TRAINED_STAMP"
+fi
+
+echo "Done: dataset $DATASET (report: ${DATASET}_report.png),"
+echo "      checkpoint $CHECKPOINT (load with --policy.path)."
