@@ -184,7 +184,7 @@ def write_calibration(device, calibration) -> None:
     bus.connect()
     bus.disable_torque()
     bus.write_calibration(calibration)
-    bus.link.close()
+    bus.close_port()
     device.calibration = calibration
     device._save_calibration()
     bus.calibration = calibration
