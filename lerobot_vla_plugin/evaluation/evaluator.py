@@ -18,7 +18,7 @@ from lerobot_vla_plugin.sim.scene_seeds import evaluation_scene_seed
 from lerobot_vla_plugin.sim.so101 import TASKS
 
 from .outcome import EpisodeMonitor, EpisodeResult
-from .policy_runner import PolicyRunner
+from .policy_runner import PolicyRunner, RunnerFault
 from .virtual_robot import cameras_for_image_features, follower_action_from_joint_angles, virtual_follower_config
 
 # After a scene reset the follower's last positions predate it: a few ticks holding the new pose refresh them
@@ -96,24 +96,35 @@ class VirtualEvaluator:
         monitor = EpisodeMonitor(virtual.sim, spec.task_key)
         frames = EvenlySpacedFrames(self.strip_frames)
         ticks = 0
+        error = None
         while ticks < self.max_ticks:
             if frames.wants(ticks):
                 frames.add(self._snapshot())
-            robot.send_action(self.runner.act(robot.get_observation()))
+            try:
+                action = self.runner.act(robot.get_observation())
+            except RunnerFault as fault:
+                # The runner gave up on this episode: the arm keeps its last target, the episode ends here.
+                error = str(fault)
+                if getattr(fault, "hold_action", None) is not None:
+                    robot.send_action(fault.hold_action)
+                break
+            robot.send_action(action)
             ticks += 1
             with virtual.lock:
                 if monitor.update():
                     break
         last_frame = self._snapshot()
         with virtual.lock:
-            failure_mode = monitor.failure_mode()
+            failure_mode = "policy_fault" if error is not None else monitor.failure_mode()
+        episode_stats = getattr(self.runner, "episode_stats", None)
         simulated_s = ticks / self.fps
         result = EpisodeResult(
             episode=spec.index, task=spec.task_key, instruction=instruction, scene_seed=spec.scene_seed,
             success=monitor.success, failure_mode=failure_mode,
             time_to_success_s=simulated_s if monitor.success else None, simulated_s=simulated_s,
             wall_s=time.perf_counter() - wall_start, ticks=ticks, target_touched=monitor.target_touched,
-            target_lifted=monitor.target_lifted, other_touched=monitor.other_touched)
+            target_lifted=monitor.target_lifted, other_touched=monitor.other_touched, error=error,
+            rollout=episode_stats() if episode_stats is not None else None)
         return EvaluatedEpisode(result, frames.pick(last_frame))
 
     def _snapshot(self) -> np.ndarray:

@@ -6,7 +6,9 @@ pick-and-place policy fails, and `failure_mode` names the first that applies:
 - `wrong_cube`: the other cube came to rest in the bowl, or the gripper touched only the other cube;
 - `never_grasped`: the target cube never left the table;
 - `dropped`: the target was lifted, then ended outside the bowl and out of the gripper;
-- `timed_out`: anything else (still carrying it, in the bowl but held, rolling) when the time ran out.
+- `timed_out`: anything else (still carrying it, in the bowl but held, rolling) when the time ran out;
+- `policy_fault`: the policy runner stopped the episode (a non-finite action, an inference that failed or never
+  returned); the arm held its last target and `error` says why.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from lerobot_vla_plugin.sim.so101 import BOWL_INNER_RADIUS_M, CUBE_HALF_SIZE_M, TASKS, SO101Sim
 
-FAILURE_MODES = ("never_grasped", "dropped", "wrong_cube", "timed_out")
+FAILURE_MODES = ("never_grasped", "dropped", "wrong_cube", "timed_out", "policy_fault")
 # The cube's centre this far above its resting height: clearly off the table, not tipped or nudged.
 LIFT_HEIGHT_M = 0.015
 
@@ -90,3 +92,7 @@ class EpisodeResult:
     target_touched: bool
     target_lifted: bool
     other_touched: bool
+    # Why the policy runner stopped the episode (failure_mode "policy_fault"), else None.
+    error: str | None = None
+    # The asynchronous runner's measurements for this episode (rollout/stats.py), else None.
+    rollout: dict | None = None

@@ -1,7 +1,8 @@
 """`lerobot-vla eval`: a policy's success rate on the virtual SO-101, on scenes it was never trained on.
 
     lerobot-vla eval --policy.path=outputs/train/flow_vla/checkpoints/last/pretrained_model --virtual so101 \\
-        --eval.episodes 20 --eval.seed 0 [--eval.tasks red,blue] [--eval.episode_time_s 20] [--output_dir DIR]
+        --eval.episodes 20 --eval.seed 0 [--eval.tasks red,blue] [--eval.episode_time_s 20] [--output_dir DIR] \\
+        [--eval.inference sync|async] [--eval.inference_delay_ticks N]
 
 The policy (any LeRobot type, loaded with its saved processors) drives our `vla_so101_follower` on the virtual
 arm's emulated servo bus, one observation -> action per control tick, with `vla_sim_camera`s matching its image
@@ -9,6 +10,11 @@ features. Scenes come from the evaluation seed range (sim/scene_seeds.py), which
 never uses. Prints a table per task (rate, 95 % Wilson interval, failure modes, time per episode) and writes
 `eval_episodes.json` and `eval_frames.png` to the output directory. `--scripted` evaluates the scripted operator
 instead of a policy: the reference point.
+
+`--eval.inference async` runs the policy as on a real arm with asynchronous inference (rollout/): chunks computed
+in a background thread, merged by real-time chunking when the policy supports it, else crossfaded. Simulated time
+charges each chunk its delay: `--eval.inference_delay_ticks N` ticks, or by default its measured latency in ticks,
+so sync and async success rates compare what the arm would do.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from .draccus_options import pass_options_through
 
 EXIT_OK, EXIT_USAGE = 0, 2
 VIRTUAL_ARMS = ("so101",)
+INFERENCE_MODES = ("sync", "async")
 _FLAG_OPTIONS = {"scripted"}
 
 
@@ -38,6 +45,10 @@ class EvalEpisodesConfig:
     # Simulated seconds before an episode counts as failed.
     episode_time_s: float = 20.0
     fps: int = 30
+    # sync: the loop waits for each chunk (lerobot-record's way); async: inference in a background thread.
+    inference: str = "sync"
+    # async only: every chunk arrives this many control ticks after its observation; default its measured latency.
+    inference_delay_ticks: int | None = None
 
 
 @dataclass
@@ -105,6 +116,13 @@ def validate(cfg: EvaluateConfig) -> None:
     keys = task_keys(cfg)
     if not keys or any(key not in TASKS for key in keys):
         raise UsageError(f"--eval.tasks must list task keys among {', '.join(TASKS)} (got {cfg.eval.tasks!r}).")
+    if cfg.eval.inference not in INFERENCE_MODES:
+        raise UsageError(f"--eval.inference must be one of {', '.join(INFERENCE_MODES)} (got {cfg.eval.inference!r}).")
+    if cfg.eval.inference_delay_ticks is not None:
+        if cfg.eval.inference != "async":
+            raise UsageError("--eval.inference_delay_ticks needs --eval.inference async.")
+        if cfg.eval.inference_delay_ticks < 0:
+            raise UsageError("--eval.inference_delay_ticks must be >= 0.")
     if cfg.eval.episodes <= 0 or cfg.eval.episode_time_s <= 0 or cfg.eval.fps <= 0:
         raise UsageError("--eval.episodes, --eval.episode_time_s and --eval.fps must be positive.")
     try:
@@ -126,7 +144,6 @@ def output_dir(cfg: EvaluateConfig) -> Path:
 def evaluate(cfg: EvaluateConfig, out=print) -> dict:
     """Run every episode, print one line each and the table; write the JSON and PNG. Returns the summary."""
     from lerobot_vla_plugin.evaluation.evaluator import VirtualEvaluator, VirtualRig, episode_specs
-    from lerobot_vla_plugin.evaluation.policy_runner import SyncPolicyRunner
     from lerobot_vla_plugin.evaluation.report import (
         format_table,
         strip_episodes,
@@ -142,8 +159,7 @@ def evaluate(cfg: EvaluateConfig, out=print) -> dict:
     specs = episode_specs(cfg.eval.episodes, cfg.eval.seed, task_keys(cfg))
     episodes = []
     with VirtualRig(fps=cfg.eval.fps, image_shapes=image_shapes) as rig:
-        runner = (ScriptedOperatorRunner(rig.virtual) if cfg.policy is None
-                  else SyncPolicyRunner.from_config(cfg.policy, rig.robot))
+        runner = ScriptedOperatorRunner(rig.virtual) if cfg.policy is None else policy_runner(cfg, rig.robot)
         evaluator = VirtualEvaluator(rig.virtual, rig.robot, runner, episode_time_s=cfg.eval.episode_time_s,
                                      strip_frames=cfg.strip_frames)
         for spec in specs:
@@ -151,7 +167,12 @@ def evaluate(cfg: EvaluateConfig, out=print) -> dict:
             episodes.append(episode)
             r = episode.result
             outcome = f"success in {r.time_to_success_s:.1f} s" if r.success else f"FAILED ({r.failure_mode})"
-            out(f"Episode {r.episode} ({r.task}, scene seed {r.scene_seed}): {outcome}; {r.wall_s:.1f} s wall")
+            details = f"; {r.rollout['chunks']} chunks, {r.rollout['stalls']} stalls" if r.rollout else ""
+            out(f"Episode {r.episode} ({r.task}, scene seed {r.scene_seed}): {outcome}; {r.wall_s:.1f} s wall"
+                + details + (f"\n  {r.error}" if r.error else ""))
+        rollout_stats = runner.stats() if hasattr(runner, "stats") else None
+        if hasattr(runner, "close"):
+            runner.close()
     results = [e.result for e in episodes]
     folder = output_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,15 +180,45 @@ def evaluate(cfg: EvaluateConfig, out=print) -> dict:
         "policy_path": None if cfg.policy is None else str(cfg.policy.pretrained_path),
         "policy_type": "scripted_operator" if cfg.policy is None else cfg.policy.type,
         "virtual": cfg.virtual, "episodes": cfg.eval.episodes, "seed": cfg.eval.seed, "tasks": task_keys(cfg),
-        "episode_time_s": cfg.eval.episode_time_s, "fps": cfg.eval.fps, "inference": "synchronous",
-        "clock": "lockstep",
+        "episode_time_s": cfg.eval.episode_time_s, "fps": cfg.eval.fps,
+        "inference": "scripted" if cfg.policy is None else cfg.eval.inference,
+        "inference_delay_ticks": cfg.eval.inference_delay_ticks, "clock": "lockstep",
     }
+    if rollout_stats is not None:
+        settings["rollout"] = rollout_stats
     json_path = write_json(folder / "eval_episodes.json", results, settings)
     png_path = write_frame_strip(folder / "eval_frames.png", strip_episodes(episodes))
     summary = summarize(results)
     out("\n" + format_table(summary))
+    if rollout_stats is not None:
+        out("\n" + format_rollout(rollout_stats))
     out(f"\nEpisodes: {json_path}" + (f"\nFrames: {png_path}" if png_path else ""))
     return summary
+
+
+def policy_runner(cfg: EvaluateConfig, robot):
+    """The runner --eval.inference asks for, on the lockstep virtual arm's clock."""
+    from lerobot_vla_plugin.evaluation.policy_runner import SyncPolicyRunner
+
+    if cfg.eval.inference == "sync":
+        return SyncPolicyRunner.from_config(cfg.policy, robot)
+    from lerobot_vla_plugin.rollout.async_runner import AsyncPolicyRunner
+    from lerobot_vla_plugin.rollout.clock import LockstepClock
+
+    period_s = 1.0 / cfg.eval.fps
+    return AsyncPolicyRunner.from_config(cfg.policy, robot, period_s=period_s,
+                                         clock=LockstepClock(period_s, cfg.eval.inference_delay_ticks))
+
+
+def format_rollout(stats: dict) -> str:
+    def ms(value):
+        return "-" if value is None else f"{1000 * value:.0f} ms"
+
+    delay = stats["fixed_delay_ticks"]
+    return (f"Asynchronous inference ({'RTC' if stats['rtc'] else 'crossfade'}, delay "
+            f"{'measured' if delay is None else f'{delay} ticks'}): {stats['chunks']} chunks, latency p50 "
+            f"{ms(stats['latency_p50_s'])} / p90 {ms(stats['latency_p90_s'])}, {stats['stalls']} stalls, "
+            f"boundary jerk {stats['boundary_jerk']:.2f} (elsewhere {stats['elsewhere_jerk']:.2f})")
 
 
 # -- command line -------------------------------------------------------------------------------------------------
