@@ -444,7 +444,8 @@ class RecordSession:
             raise RecordingFault(f"{exc}{self._take_lost_note(recording)}") from exc
         except Exception as exc:
             logger.debug("control tick failed", exc_info=True)
-            hint = _VIRTUAL_ARM_HINT if self.virtual is not None else _FAILURE_HINTS.get(step, "")
+            hints = _VIRTUAL_FAILURE_HINTS if self.virtual is not None else _FAILURE_HINTS
+            hint = hints.get(step, "")
             raise RecordingFault(f"{step[0].upper()}{step[1:]} failed at frame {frame} ({type(exc).__name__}: "
                                  f"{exc}). {hint}{self._take_lost_note(recording)}") from exc
 
@@ -497,6 +498,12 @@ class RecordSession:
 # The virtual arm has no cables or power supply: what fails there is the emulator, usually starved of CPU.
 _VIRTUAL_ARM_HINT = ("The virtual arm runs in this process: its emulated servos answer late when the machine is "
                      "overloaded. Close other heavy programs and resume with --resume.")
+_VIRTUAL_FAILURE_HINTS = {
+    "reading the robot's observation": "A virtual camera that stopped rendering or an emulated servo that stopped "
+                                       "answering is the usual cause. " + _VIRTUAL_ARM_HINT,
+    "reading the leader arm (teleoperator)": _VIRTUAL_ARM_HINT,
+    "sending the action to the robot": _VIRTUAL_ARM_HINT,
+}
 _FAILURE_HINTS = {
     "reading the robot's observation": "A camera that stops delivering frames (unplugged, USB bandwidth, hung "
                                        "driver) or a servo that stops answering is the usual cause: check cables and "

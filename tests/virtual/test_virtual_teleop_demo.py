@@ -117,7 +117,7 @@ def test_emulate_physics_serves_follower_leader_and_cameras_to_another_process(t
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, proc.stderr.read()
     assert not Path(socket_path).exists()
-    assert not Path(follower_port).exists()
+    # (Its ptys are freed too, but another process may get the same /dev/pts number at once: not checkable.)
 
 
 def test_emulate_rejects_physics_options_it_cannot_serve():

@@ -55,6 +55,7 @@ def test_camera_failing_mid_episode_keeps_the_finished_episode(tmp_path):
     assert result.exit_code == EXIT_FAULT
     assert "Reading the robot's observation failed at frame 5" in result.message
     assert "camera" in result.message and "the 1 finished episodes are kept" in result.message
+    assert "cable" not in result.message, "a virtual arm has no cables"
     assert result.saved == 1 and result.total_episodes == 1
     assert load_dataset(root).num_episodes == 1
     # The robot reports itself disconnected once a camera is gone; its torque still went off.
