@@ -19,7 +19,7 @@ from lerobot_vla_plugin.sim.so101 import TASKS
 
 from .outcome import EpisodeMonitor, EpisodeResult
 from .policy_runner import PolicyRunner, RunnerFault
-from .virtual_robot import cameras_for_image_features, follower_action_from_joint_angles, virtual_follower_config
+from lerobot_vla_plugin.arms.virtual_so101 import cameras_for_image_features, follower_action_from_joint_angles, virtual_follower_config
 
 # After a scene reset the follower's last positions predate it: a few ticks holding the new pose refresh them
 # (as the recorder does) before the policy takes over.

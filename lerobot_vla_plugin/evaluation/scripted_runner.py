@@ -12,7 +12,7 @@ import numpy as np
 from lerobot_vla_plugin.sim.operator import ScriptedOperator
 from lerobot_vla_plugin.sim.so101 import TASKS, SO101Sim
 
-from .virtual_robot import follower_action_from_joint_angles
+from lerobot_vla_plugin.arms.virtual_so101 import follower_action_from_joint_angles
 
 
 class ScriptedOperatorRunner:

@@ -30,6 +30,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .draccus_options import pass_options_through
 from .record_config import RecordConfig, RecordDatasetConfig, UsageError, task_keys, validate  # noqa: F401
 from .record_session import (  # noqa: F401 - the public names of `lerobot-vla record`
     EXIT_FAULT,
@@ -93,15 +94,7 @@ def _import_builtin_device_configs() -> None:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options are LeRobot-style (`--robot.type=...`) and parsed by draccus in `run`, not by argparse."""
-
-    def parse_known_args(args=None, namespace=None):
-        namespace = namespace or argparse.Namespace()
-        for key, value in parser._defaults.items():
-            setattr(namespace, key, value)
-        namespace.record_options = list(sys.argv[2:] if args is None else args)
-        return namespace, []
-
-    parser.parse_known_args = parse_known_args
+    pass_options_through(parser, "record_options")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,9 +26,6 @@ from .record_config import RecordConfig, dataset_root, task_keys, validate
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAULT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Lockstep: get_observation must reuse the positions the control tick just read; a second read would be a
-# second tick and move simulated time twice per frame.
-_LOCKSTEP_OBSERVATION_REUSE_MS = 3_600_000.0
 _VIRTUAL_SETTLE_TICKS = 3
 
 
@@ -95,9 +92,7 @@ class RecordSession:
         """The virtual SO-101 in this process, and configs of our registered arms and cameras on it."""
         from lerobot_vla_plugin.cameras.config_virtual_camera import VirtualCameraConfig
         from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101
-        from lerobot_vla_plugin.robots.so_follower.config_so_follower import (
-            VlaSO101FollowerConfig,
-        )
+        from lerobot_vla_plugin.arms.virtual_so101 import virtual_follower_config
         from lerobot_vla_plugin.teleoperators.so_leader.config_so_leader import (
             VlaSO101LeaderConfig,
         )
@@ -108,16 +103,12 @@ class RecordSession:
                                     task=task_keys(cfg)[0], seed=cfg.seed, camera_socket=None).start()
         calibration = Path(tempfile.mkdtemp(prefix="lerobot-vla-virtual-calibration-"))
         self._temp_dirs.append(calibration)
-        self.virtual.write_calibration_file(calibration / "robots" / "virtual_follower.json", "follower")
         self.virtual.write_calibration_file(calibration / "teleoperators" / "virtual_leader.json", "leader")
         cameras = {name.strip(): VirtualCameraConfig(camera=name.strip(), width=cfg.camera_width,
                                                      height=cfg.camera_height,
                                                      fps=cfg.virtual_camera_fps or cfg.dataset.fps)
                    for name in cfg.virtual_cameras.split(",") if name.strip()}
-        robot = VlaSO101FollowerConfig(
-            port=self.virtual.follower_port, id="virtual_follower", calibration_dir=calibration / "robots",
-            cameras=cameras,
-            observation_reuse_ms=_LOCKSTEP_OBSERVATION_REUSE_MS if self.lockstep else 2.0)
+        robot = virtual_follower_config(self.virtual, calibration / "robots", cameras)
         teleop = VlaSO101LeaderConfig(port=self.virtual.leader_port, id="virtual_leader",
                                       calibration_dir=calibration / "teleoperators")
         return robot, teleop

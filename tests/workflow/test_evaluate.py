@@ -18,7 +18,7 @@ from lerobot_vla_plugin import cli
 from lerobot_vla_plugin.evaluation.evaluator import VirtualEvaluator, VirtualRig, episode_specs
 from lerobot_vla_plugin.evaluation.report import summarize, wilson_interval
 from lerobot_vla_plugin.evaluation.scripted_runner import ScriptedOperatorRunner
-from lerobot_vla_plugin.evaluation.virtual_robot import follower_action_from_joint_angles
+from lerobot_vla_plugin.arms.virtual_so101 import follower_action_from_joint_angles
 from lerobot_vla_plugin.sim.scene_seeds import EVALUATION_SEED_START, evaluation_scene_seed, recording_scene_seed
 from lerobot_vla_plugin.sim.so101 import REST_POSE
 

@@ -1,7 +1,8 @@
 """Our registered robot on the virtual SO-101: the `vla_so101_follower` on its follower port, `vla_sim_camera`s.
 
-An evaluation drives the same robot class a real arm uses, through the emulated servo bus, so what is measured
-includes the follower's safety clamps, its calibration and the bus; only the world behind the servos is simulated.
+Recording and evaluation drive the same robot class a real arm uses, through the emulated servo bus, so what is
+recorded or measured includes the follower's safety clamps, its calibration and the bus; only the world behind the
+servos is simulated.
 """
 
 from __future__ import annotations
