@@ -18,7 +18,7 @@ from lerobot_vla_plugin.sim.scene_seeds import evaluation_scene_seed
 from lerobot_vla_plugin.sim.so101 import TASKS
 
 from .outcome import EpisodeMonitor, EpisodeResult
-from .policy_runner import PolicyRunner, RunnerFault
+from .policy_runner import PolicyRunner
 from lerobot_vla_plugin.arms.virtual_so101 import cameras_for_image_features, follower_action_from_joint_angles, virtual_follower_config
 
 # After a scene reset the follower's last positions predate it: a few ticks holding the new pose refresh them
@@ -44,6 +44,7 @@ def episode_specs(episodes: int, seed: int, task_keys: list[str]) -> list[Episod
 class EvaluatedEpisode:
     result: EpisodeResult
     frames: list[np.ndarray] = field(default_factory=list)  # a few views of the scene, start to end
+    run: object | None = None  # the control loop's EpisodeRun: timing, stalls, per-tick trace
 
 
 class EvenlySpacedFrames:
@@ -72,18 +73,30 @@ class EvenlySpacedFrames:
 
 
 class VirtualEvaluator:
-    """Runs episodes of `runner` on the connected `robot`, which drives `virtual`'s follower."""
+    """Runs episodes of `runner` on the connected `robot`, which drives `virtual`'s follower.
 
-    def __init__(self, virtual, robot, runner: PolicyRunner, *, episode_time_s: float, strip_frames: int = 6):
+    The ticks themselves are the rollout's control loop (rollout/loop.py): `loop` may be one the caller
+    configured (watchdog, hand-off); by default a lockstep loop without a watchdog. This class adds what only a
+    simulation knows: a fresh scene per episode, the outcome read from the simulation, a strip of frames.
+    """
+
+    def __init__(self, virtual, robot, runner: PolicyRunner, *, episode_time_s: float, strip_frames: int = 6,
+                 loop=None):
+        from lerobot_vla_plugin.rollout.loop import ControlLoop
+
         self.virtual = virtual
         self.robot = robot
         self.runner = runner
         self.fps = 1.0 / virtual.control_period_s
         self.max_ticks = max(1, round(episode_time_s * self.fps))
         self.strip_frames = max(2, strip_frames)
+        self.loop = loop if loop is not None else ControlLoop(robot, runner, fps=self.fps,
+                                                              lockstep=virtual.lockstep, watchdog_s=None)
         self._joint_limits = virtual.sim.joint_limits()
 
-    def run_episode(self, spec: EpisodeSpec) -> EvaluatedEpisode:
+    def run_episode(self, spec: EpisodeSpec, *, instruction: str | None = None, on_tick=None) -> EvaluatedEpisode:
+        """One episode on `spec`'s scene; `instruction` (default: the task's) is said to the policy, `on_tick`
+        sees every tick (see ControlLoop.run_episode)."""
         virtual, robot = self.virtual, self.robot
         wall_start = time.perf_counter()
         virtual.new_episode(spec.task_key, seed=spec.scene_seed)
@@ -91,28 +104,21 @@ class VirtualEvaluator:
             hold = follower_action_from_joint_angles(virtual.sim.joint_positions(), self._joint_limits)
         for _ in range(SETTLE_TICKS):
             robot.send_action(hold)
-        instruction = TASKS[spec.task_key]
-        self.runner.reset(instruction)
+        instruction = TASKS[spec.task_key] if instruction is None else instruction
         monitor = EpisodeMonitor(virtual.sim, spec.task_key)
         frames = EvenlySpacedFrames(self.strip_frames)
-        ticks = 0
-        error = None
-        while ticks < self.max_ticks:
-            if frames.wants(ticks):
+
+        def snapshot(tick: int) -> None:
+            if frames.wants(tick):
                 frames.add(self._snapshot())
-            try:
-                action = self.runner.act(robot.get_observation())
-            except RunnerFault as fault:
-                # The runner gave up on this episode: the arm keeps its last target, the episode ends here.
-                error = str(fault)
-                if getattr(fault, "hold_action", None) is not None:
-                    robot.send_action(fault.hold_action)
-                break
-            robot.send_action(action)
-            ticks += 1
+
+        def task_done() -> bool:
             with virtual.lock:
-                if monitor.update():
-                    break
+                return monitor.update()
+
+        run = self.loop.run_episode(instruction, self.max_ticks, before_tick=snapshot, until=task_done,
+                                    on_tick=on_tick)
+        ticks, error = run.ticks, run.error
         last_frame = self._snapshot()
         with virtual.lock:
             failure_mode = "policy_fault" if error is not None else monitor.failure_mode()
@@ -125,22 +131,24 @@ class VirtualEvaluator:
             wall_s=time.perf_counter() - wall_start, ticks=ticks, target_touched=monitor.target_touched,
             target_lifted=monitor.target_lifted, other_touched=monitor.other_touched, error=error,
             rollout=episode_stats() if episode_stats is not None else None)
-        return EvaluatedEpisode(result, frames.pick(last_frame))
+        return EvaluatedEpisode(result, frames.pick(last_frame), run)
 
     def _snapshot(self) -> np.ndarray:
         return self.virtual.frame(STRIP_CAMERA, *STRIP_SIZE)[0]
 
 
 class VirtualRig:
-    """The virtual SO-101 (lockstep, no leader) and our follower robot on it, cameras as the policy sees them.
+    """The virtual SO-101 (lockstep by default, no leader) and our follower robot on it, cameras as the policy
+    sees them. `lockstep=False`: simulated time follows the wall clock, as a real arm's does.
 
         with VirtualRig(fps=30, image_shapes={"observation.images.front": (3, 96, 128)}) as rig:
             rig.virtual, rig.robot
     """
 
-    def __init__(self, *, fps: int, image_shapes: dict[str, tuple[int, ...]]):
+    def __init__(self, *, fps: int, image_shapes: dict[str, tuple[int, ...]], lockstep: bool = True):
         self.fps = fps
         self.image_shapes = image_shapes
+        self.lockstep = lockstep
         self.virtual = None
         self.robot = None
         self._calibration_dir: Path | None = None
@@ -151,7 +159,7 @@ class VirtualRig:
         from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101
 
         try:
-            self.virtual = VirtualSO101(lockstep=True, control_hz=self.fps, leader=False,
+            self.virtual = VirtualSO101(lockstep=self.lockstep, control_hz=self.fps, leader=False,
                                         camera_socket=None).start()
             self._calibration_dir = Path(tempfile.mkdtemp(prefix="lerobot-vla-eval-calibration-"))
             config = virtual_follower_config(self.virtual, self._calibration_dir,
