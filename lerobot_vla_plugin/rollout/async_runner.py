@@ -70,6 +70,9 @@ class _Request:
 class AsyncPolicyRunner:
     """The evaluator's PolicyRunner (reset(task), act(observation)) with asynchronous chunk inference.
 
+    `loaded`: where chunks come from, a `LoadedPolicy` (inference in this process) or a `RemotePolicy`
+    (remote_client.py: a policy server computes them); either way its `predict_chunk` runs in the background
+    thread, and the latency the delay estimate learns from is the whole call (for a server: the round trip).
     `clock`: `WallClock()` on a real arm, `LockstepClock(period_s, delay_ticks)` on the lockstep virtual arm.
     `use_rtc`: None follows `policy.supports_rtc()`; False crossfades chunks even for an RTC policy.
     """
@@ -79,12 +82,12 @@ class AsyncPolicyRunner:
                  latency_window: int = 20, latency_percentile: float = 90.0, deadline_factor: float = 10.0,
                  min_deadline_s: float = 5.0, first_deadline_s: float = 60.0):
         self.loaded = loaded
-        self.policy = loaded.policy
+        self.policy = getattr(loaded, "policy", None)  # the policy in this process; None for a RemotePolicy
         self.period_s = period_s
         self.clock = clock if clock is not None else WallClock()
-        supports_rtc = bool(getattr(self.policy, "supports_rtc", lambda: False)())
+        supports_rtc = loaded.supports_rtc()
         if use_rtc and not supports_rtc:
-            raise ValueError(f"{type(self.policy).__name__} does not support real-time chunking")
+            raise ValueError(f"{loaded.name()} does not support real-time chunking")
         self.use_rtc = supports_rtc if use_rtc is None else use_rtc
         self.margin_ticks = margin_ticks
         self.deadline_factor = deadline_factor
@@ -205,21 +208,8 @@ class AsyncPolicyRunner:
 
     def _infer(self, request: _Request, frame: dict, task: str, leftover: np.ndarray | None) -> None:
         try:
-            import torch
-            from lerobot.policies.utils import prepare_observation_for_inference
-
-            # No inference_mode: RTC guidance takes a gradient inside predict_action_chunk.
-            with torch.no_grad():
-                batch = self.loaded.preprocessor(prepare_observation_for_inference(
-                    frame, self.loaded.device(), task, self.loaded.robot_type))
-                kwargs = {}
-                if leftover is not None:
-                    kwargs = {"inference_delay": request.inference_delay,
-                              "prev_chunk_left_over": torch.as_tensor(leftover, dtype=torch.float32)[None]}
-                normalized = self.policy.predict_action_chunk(batch, **kwargs)
-                actions = self.loaded.postprocessor(normalized)
-            request.normalized = normalized[0].detach().float().cpu().numpy()
-            request.actions = actions[0].detach().float().cpu().numpy()
+            request.actions, request.normalized = self.loaded.predict_chunk(frame, task, request.inference_delay,
+                                                                            leftover)
         except BaseException as error:  # reported to the loop, which stops the episode
             request.error = error
         finally:

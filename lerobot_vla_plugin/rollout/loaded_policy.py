@@ -34,8 +34,29 @@ class RobotFeatureMetadata:
     stats: dict | None = None
 
 
+class RobotPolicyIO:
+    """The conversions between a robot's observation/action dicts and a policy's dataset frames, from `features`
+    (the robot's dataset features): what a runner needs whether the policy runs here or on a policy server."""
+
+    features: dict
+
+    def frame(self, observation: dict) -> dict:
+        """The robot observation as the policy's dataset frame (`observation.state`, `observation.images.*`)."""
+        from lerobot.datasets.utils import build_dataset_frame
+        from lerobot.utils.constants import OBS_STR
+
+        return build_dataset_frame(self.features, observation, prefix=OBS_STR)
+
+    def robot_action(self, values) -> dict[str, float]:
+        """One action vector (robot units, a tensor or an array) as the robot's `<joint>.pos` dict."""
+        import torch
+        from lerobot.policies.utils import make_robot_action
+
+        return make_robot_action(torch.as_tensor(values), self.features)
+
+
 @dataclass
-class LoadedPolicy:
+class LoadedPolicy(RobotPolicyIO):
     """A LeRobot policy with its saved processors, and what turns a robot observation into its input."""
 
     policy: object
@@ -47,37 +68,53 @@ class LoadedPolicy:
     @classmethod
     def from_config(cls, policy_cfg, robot) -> LoadedPolicy:
         """Load any LeRobot policy (`policy_cfg.pretrained_path`) with its saved processors, for `robot`."""
+        return cls.from_features(policy_cfg, robot_dataset_features(robot), robot.name)
+
+    @classmethod
+    def from_features(cls, policy_cfg, features: dict, robot_type: str) -> LoadedPolicy:
+        """Load the policy for a robot described by its dataset `features` (see `robot_dataset_features`)."""
         from lerobot.policies.factory import make_policy, make_pre_post_processors
 
-        features = robot_dataset_features(robot)
         policy = make_policy(policy_cfg, ds_meta=RobotFeatureMetadata(features))
         policy.eval()
         preprocessor, postprocessor = make_pre_post_processors(
             policy_cfg=policy_cfg, pretrained_path=policy_cfg.pretrained_path,
             preprocessor_overrides={"device_processor": {"device": policy_cfg.device},
                                     "rename_observations_processor": {"rename_map": {}}})
-        return cls(policy, preprocessor, postprocessor, features, robot.name)
+        return cls(policy, preprocessor, postprocessor, features, robot_type)
 
     def reset(self) -> None:
         self.policy.reset()
         self.preprocessor.reset()
         self.postprocessor.reset()
 
-    def frame(self, observation: dict) -> dict:
-        """The robot observation as the policy's dataset frame (`observation.state`, `observation.images.*`)."""
-        from lerobot.datasets.utils import build_dataset_frame
-        from lerobot.utils.constants import OBS_STR
+    def supports_rtc(self) -> bool:
+        return bool(getattr(self.policy, "supports_rtc", lambda: False)())
 
-        return build_dataset_frame(self.features, observation, prefix=OBS_STR)
+    def name(self) -> str:
+        return type(self.policy).__name__
+
+    def predict_chunk(self, frame: dict, task: str, inference_delay: int | None = None,
+                      prev_chunk_left_over=None):
+        """One action chunk for a dataset frame (see `frame`): (actions in robot units, the same normalised),
+        numpy arrays of shape (chunk, action_dim). With `prev_chunk_left_over` (normalised, an RTC policy) the chunk
+        continues it, `inference_delay` actions being executed before it arrives."""
+        import torch
+        from lerobot.policies.utils import prepare_observation_for_inference
+
+        # No inference_mode: RTC guidance takes a gradient inside predict_action_chunk.
+        with torch.no_grad():
+            batch = self.preprocessor(prepare_observation_for_inference(dict(frame), self.device(), task,
+                                                                        self.robot_type))
+            kwargs = {}
+            if prev_chunk_left_over is not None:
+                kwargs = {"inference_delay": inference_delay,
+                          "prev_chunk_left_over": torch.as_tensor(prev_chunk_left_over, dtype=torch.float32)[None]}
+            normalized = self.policy.predict_action_chunk(batch, **kwargs)
+            actions = self.postprocessor(normalized)
+        return actions[0].detach().float().cpu().numpy(), normalized[0].detach().float().cpu().numpy()
 
     def device(self):
         from lerobot.utils.utils import get_safe_torch_device
 
         return get_safe_torch_device(self.policy.config.device)
-
-    def robot_action(self, values) -> dict[str, float]:
-        """One action vector (robot units, a tensor or an array) as the robot's `<joint>.pos` dict."""
-        import torch
-        from lerobot.policies.utils import make_robot_action
-
-        return make_robot_action(torch.as_tensor(values), self.features)

@@ -3,6 +3,7 @@
     lerobot-vla eval --policy.path=outputs/train/flow_vla/checkpoints/last/pretrained_model --virtual so101 \\
         --eval.episodes 20 --eval.seed 0 [--eval.tasks red,blue] [--eval.episode_time_s 20] [--output_dir DIR] \\
         [--eval.inference sync|async] [--eval.inference_delay_ticks N]
+    lerobot-vla eval --eval.policy_server HOST:PORT [--eval.token T] --eval.inference async --virtual so101 ...
 
 The policy (any LeRobot type, loaded with its saved processors) drives our `vla_so101_follower` on the virtual
 arm's emulated servo bus, one observation -> action per control tick, with `vla_sim_camera`s matching its image
@@ -14,7 +15,8 @@ instead of a policy: the reference point.
 `--eval.inference async` runs the policy as on a real arm with asynchronous inference (rollout/): chunks computed
 in a background thread, merged by real-time chunking when the policy supports it, else crossfaded. Simulated time
 charges each chunk its delay: `--eval.inference_delay_ticks N` ticks, or by default its measured latency in ticks,
-so sync and async success rates compare what the arm would do.
+so sync and async success rates compare what the arm would do. `--eval.policy_server HOST:PORT` (with async)
+takes the chunks from `lerobot-vla policy-server` instead of a local checkpoint; the latency is then the round trip.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class EvalEpisodesConfig:
     inference: str = "sync"
     # async only: every chunk arrives this many control ticks after its observation; default its measured latency.
     inference_delay_ticks: int | None = None
+    # async only: HOST:PORT of a `lerobot-vla policy-server` computing the chunks (instead of --policy.path).
+    policy_server: str | None = None
+    # The policy server's shared token (default: $LEROBOT_VLA_POLICY_TOKEN).
+    token: str | None = None
 
 
 @dataclass
@@ -111,8 +117,18 @@ def validate(cfg: EvaluateConfig) -> None:
 
     if cfg.virtual not in VIRTUAL_ARMS:
         raise UsageError(f"--virtual {cfg.virtual!r} is not available; choose one of {', '.join(VIRTUAL_ARMS)}.")
-    if (cfg.policy is None) == (not cfg.scripted):
-        raise UsageError("Give --policy.path=DIR (a LeRobot checkpoint's pretrained_model folder) or --scripted.")
+    if (cfg.policy is not None) + cfg.scripted + (cfg.eval.policy_server is not None) != 1:
+        raise UsageError("Give --policy.path=DIR (a LeRobot checkpoint's pretrained_model folder), "
+                         "--eval.policy_server HOST:PORT or --scripted.")
+    if cfg.eval.policy_server is not None:
+        from lerobot_vla_plugin.rollout.remote_client import parse_address
+
+        if cfg.eval.inference != "async":
+            raise UsageError("--eval.policy_server needs --eval.inference async.")
+        try:
+            parse_address(cfg.eval.policy_server)
+        except ValueError as exc:
+            raise UsageError(f"--eval.policy_server: {exc}") from exc
     keys = task_keys(cfg)
     if not keys or any(key not in TASKS for key in keys):
         raise UsageError(f"--eval.tasks must list task keys among {', '.join(TASKS)} (got {cfg.eval.tasks!r}).")
@@ -154,12 +170,15 @@ def evaluate(cfg: EvaluateConfig, out=print) -> dict:
     from lerobot_vla_plugin.evaluation.scripted_runner import ScriptedOperatorRunner
 
     # The scripted operator needs no cameras; a policy gets the ones it was trained with.
+    remote = connect_policy_server(cfg) if cfg.eval.policy_server else None
     image_shapes = {} if cfg.policy is None else {
         key: tuple(feature.shape) for key, feature in cfg.policy.image_features.items()}
+    if remote is not None:
+        image_shapes = remote.image_shapes()
     specs = episode_specs(cfg.eval.episodes, cfg.eval.seed, task_keys(cfg))
     episodes = []
     with VirtualRig(fps=cfg.eval.fps, image_shapes=image_shapes) as rig:
-        runner = ScriptedOperatorRunner(rig.virtual) if cfg.policy is None else policy_runner(cfg, rig.robot)
+        runner = ScriptedOperatorRunner(rig.virtual) if cfg.scripted else policy_runner(cfg, rig.robot, remote)
         evaluator = VirtualEvaluator(rig.virtual, rig.robot, runner, episode_time_s=cfg.eval.episode_time_s,
                                      strip_frames=cfg.strip_frames)
         for spec in specs:
@@ -173,19 +192,23 @@ def evaluate(cfg: EvaluateConfig, out=print) -> dict:
         rollout_stats = runner.stats() if hasattr(runner, "stats") else None
         if hasattr(runner, "close"):
             runner.close()
+        if remote is not None:
+            remote.close()
     results = [e.result for e in episodes]
     folder = output_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     settings = {
         "policy_path": None if cfg.policy is None else str(cfg.policy.pretrained_path),
-        "policy_type": "scripted_operator" if cfg.policy is None else cfg.policy.type,
+        "policy_type": "scripted_operator" if cfg.scripted else remote.policy_type if remote else cfg.policy.type,
         "virtual": cfg.virtual, "episodes": cfg.eval.episodes, "seed": cfg.eval.seed, "tasks": task_keys(cfg),
         "episode_time_s": cfg.eval.episode_time_s, "fps": cfg.eval.fps,
-        "inference": "scripted" if cfg.policy is None else cfg.eval.inference,
+        "inference": "scripted" if cfg.scripted else cfg.eval.inference,
         "inference_delay_ticks": cfg.eval.inference_delay_ticks, "clock": "lockstep",
     }
     if rollout_stats is not None:
         settings["rollout"] = rollout_stats
+    if remote is not None:
+        settings["policy_server"] = remote.stats()
     json_path = write_json(folder / "eval_episodes.json", results, settings)
     png_path = write_frame_strip(folder / "eval_frames.png", strip_episodes(episodes))
     summary = summarize(results)
@@ -196,8 +219,26 @@ def evaluate(cfg: EvaluateConfig, out=print) -> dict:
     return summary
 
 
-def policy_runner(cfg: EvaluateConfig, robot):
-    """The runner --eval.inference asks for, on the lockstep virtual arm's clock."""
+def connect_policy_server(cfg: EvaluateConfig):
+    """The --eval.policy_server connection, its policy checked like a local one's."""
+    import os
+
+    from lerobot_vla_plugin.rollout.policy_server import TOKEN_ENV
+    from lerobot_vla_plugin.rollout.remote_client import RemoteError, RemotePolicy
+
+    try:
+        remote = RemotePolicy(cfg.eval.policy_server, cfg.eval.token or os.environ.get(TOKEN_ENV))
+    except RemoteError as exc:
+        raise UsageError(str(exc)) from exc
+    if not remote.image_shapes():
+        remote.close()
+        raise UsageError(f"The policy served at {cfg.eval.policy_server} has no image features; the virtual arm's "
+                         "cameras are what it would see.")
+    return remote
+
+
+def policy_runner(cfg: EvaluateConfig, robot, remote=None):
+    """The runner --eval.inference asks for, on the lockstep virtual arm's clock; `remote`: a RemotePolicy."""
     from lerobot_vla_plugin.evaluation.policy_runner import SyncPolicyRunner
 
     if cfg.eval.inference == "sync":
@@ -206,8 +247,10 @@ def policy_runner(cfg: EvaluateConfig, robot):
     from lerobot_vla_plugin.rollout.clock import LockstepClock
 
     period_s = 1.0 / cfg.eval.fps
-    return AsyncPolicyRunner.from_config(cfg.policy, robot, period_s=period_s,
-                                         clock=LockstepClock(period_s, cfg.eval.inference_delay_ticks))
+    clock = LockstepClock(period_s, cfg.eval.inference_delay_ticks)
+    if remote is not None:
+        return AsyncPolicyRunner(remote.use_robot(robot), period_s=period_s, clock=clock)
+    return AsyncPolicyRunner.from_config(cfg.policy, robot, period_s=period_s, clock=clock)
 
 
 def format_rollout(stats: dict) -> str:
@@ -234,8 +277,8 @@ def run(args: argparse.Namespace) -> int:
     init_logging()
     try:
         cfg = parse_config(args.eval_options)
+        evaluate(cfg, out=lambda text: print(text, flush=True))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    evaluate(cfg, out=lambda text: print(text, flush=True))
     return EXIT_OK
