@@ -99,6 +99,10 @@ class FlowVLAConfig(PreTrainedConfig):
     # once, so 1, 2 and 4 Euler steps stay close to the 10-step result.
     shortcut_fraction: float = 0.25
     max_shortcut_steps: int = 8
+    # The clean chunk is a learned linear map of the current state (identity at initialisation: "hold the
+    # pose") plus the expert's output, so the expert learns the motion relative to where the arm is.
+    # Needs parametrization="clean_action" and observation.state.
+    state_residual: bool = False
 
     # Outlier exposure: this fraction of each batch gets corrupted observations (camera noise/occlusion,
     # displaced state) paired with actions of other samples, so the flow learns to spread its samples when
@@ -110,8 +114,24 @@ class FlowVLAConfig(PreTrainedConfig):
     # Calibrated on held-out episodes (see uncertainty.calibrate_uncertainty_threshold); None until then.
     uncertainty_threshold: float | None = None
 
-    # Real-time chunking guidance (LeRobot's RTCProcessor) used when `predict_action_chunk` receives the
-    # unexecuted rest of the previous chunk; None means LeRobot's defaults.
+    # Real-time chunking (rtc.py), used when `predict_action_chunk` receives the unexecuted rest of the previous
+    # chunk. Inference-time guidance: prefix weights are 1 on the first inference_delay actions and decay
+    # ("linear", "exp"; also "ones", "zeros") to 0 at rtc_execution_horizon; the guidance weight is capped at
+    # rtc_max_guidance_weight.
+    rtc_execution_horizon: int = 10
+    rtc_max_guidance_weight: float = 10.0
+    rtc_prefix_schedule: str = "linear"
+    # "identity": the correction is the weighted error itself (the Jacobian of the denoised estimate taken as
+    # the identity, no backward pass); "vjp": the exact vector-Jacobian product through the network (autograd).
+    # On a tiny trained model identity followed the leftover far closer at 1-4 steps (the network's Jacobian is
+    # near zero at the noise end, so the exact product barely guides a 1-step sample).
+    rtc_guidance_jacobian: str = "identity"
+    # Training-time prefix conditioning: > 0 trains with the first d ~ U[0, max] target actions given as clean,
+    # flagged inputs (no loss there); at inference the leftover's first inference_delay actions are fed the same
+    # way (delays above the maximum are clipped to it) instead of guidance. 0 keeps the plain training.
+    rtc_training_max_delay: int = 0
+    # Legacy: LeRobot's RTCConfig, as older checkpoints saved it; when set, its execution_horizon,
+    # max_guidance_weight and prefix_attention_schedule replace the three rtc_* guidance fields above.
     rtc_config: RTCConfig | None = None
 
     # Training presets.
@@ -137,6 +157,8 @@ class FlowVLAConfig(PreTrainedConfig):
             )
         if self.parametrization not in ("clean_action", "velocity"):
             raise ValueError(f"parametrization must be 'clean_action' or 'velocity', got '{self.parametrization}'.")
+        if self.state_residual and self.parametrization != "clean_action":
+            raise ValueError("state_residual offsets the predicted clean chunk; it needs parametrization='clean_action'.")
         if self.backbone == PRETRAINED_BACKBONE and not self.pretrained_backbone:
             raise ValueError(
                 "backbone='pretrained' needs pretrained_backbone=<Hub id or local directory>, e.g. "
@@ -158,6 +180,22 @@ class FlowVLAConfig(PreTrainedConfig):
             raise ValueError(f"outlier_exposure_fraction must be in [0, 0.5), got {self.outlier_exposure_fraction}.")
         if not 0.0 <= self.shortcut_fraction < 1.0:
             raise ValueError(f"shortcut_fraction must be in [0, 1), got {self.shortcut_fraction}.")
+        if self.rtc_prefix_schedule not in ("linear", "exp", "ones", "zeros"):
+            raise ValueError(
+                f"rtc_prefix_schedule must be 'linear', 'exp', 'ones' or 'zeros', got '{self.rtc_prefix_schedule}'."
+            )
+        if self.rtc_guidance_jacobian not in ("vjp", "identity"):
+            raise ValueError(f"rtc_guidance_jacobian must be 'vjp' or 'identity', got '{self.rtc_guidance_jacobian}'.")
+        if self.rtc_execution_horizon < 1 or self.rtc_max_guidance_weight < 0:
+            raise ValueError(
+                f"rtc_execution_horizon must be >= 1 and rtc_max_guidance_weight >= 0, got "
+                f"{self.rtc_execution_horizon} and {self.rtc_max_guidance_weight}."
+            )
+        if not 0 <= self.rtc_training_max_delay < self.chunk_size:
+            raise ValueError(
+                f"rtc_training_max_delay must be in [0, chunk_size), got {self.rtc_training_max_delay} "
+                f"(chunk_size {self.chunk_size})."
+            )
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}.")
         if self.uncertainty_num_samples < 2:

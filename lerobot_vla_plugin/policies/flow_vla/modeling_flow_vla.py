@@ -29,9 +29,17 @@ from lerobot_vla_plugin.policies.flow_vla.layers import (
     ExpertLayer,
     sinusoidal_embedding,
 )
+from lerobot_vla_plugin.policies.flow_vla.rtc import (
+    RTCGuidance,
+    pad_leftover,
+    prefix_steps,
+    rtc_guidance_from_config,
+    sample_training_delays,
+)
 from lerobot_vla_plugin.policies.flow_vla.uncertainty import corrupt_observations
 
-PrefixCache = tuple[list[tuple[Tensor, Tensor]], Tensor]  # per-layer (key, value), attention mask
+# Per-layer (key, value), attention mask, and the state's offset of the clean chunk (None without state_residual).
+PrefixCache = tuple[list[tuple[Tensor, Tensor]], Tensor, Tensor | None]
 
 
 def pad_last_dim(tensor: Tensor, size: int) -> Tensor:
@@ -59,17 +67,42 @@ class ActionExpert(nn.Module):
         nn.init.zeros_(self.final_modulation.weight)
         nn.init.zeros_(self.final_modulation.bias)
         self.action_out = nn.Linear(dim, config.max_action_dim)
+        # state_residual: the clean chunk is predicted as a learned linear map of the current (normalised) state
+        # plus the transformer's output. Initialised to the identity, so an untrained policy holds its pose and
+        # the transformer only has to learn the motion away from it.
+        self.state_to_action = None
+        if config.state_residual:
+            self.state_to_action = nn.Linear(config.max_state_dim, config.max_action_dim)
+            with torch.no_grad():
+                self.state_to_action.weight.copy_(torch.eye(config.max_action_dim, config.max_state_dim))
+                self.state_to_action.bias.zero_()
+                self.action_out.weight.zero_()
+                self.action_out.bias.zero_()
+        # Training-time RTC: flags the chunk steps given as clean actions (only then, so older checkpoints load).
+        self.prefix_embedding = (
+            nn.Parameter(torch.randn(dim) * 0.02) if config.rtc_training_max_delay > 0 else None
+        )
 
-    def cache_prefix(self, prefix: Tensor, prefix_mask: Tensor) -> PrefixCache:
-        """Project the prefix to every layer's keys/values once per observation."""
+    def cache_prefix(self, prefix: Tensor, prefix_mask: Tensor, state: Tensor | None = None) -> PrefixCache:
+        """Project the prefix to every layer's keys/values once per observation (and the state to its offset)."""
         kv = [layer.cross_attn.project_kv(prefix) for layer in self.layers]
-        return kv, prefix_mask[:, None, None, :]
+        offset = None
+        if self.state_to_action is not None and state is not None:
+            offset = self.state_to_action(state.to(prefix.dtype))
+        return kv, prefix_mask[:, None, None, :], offset
 
     def forward(
-        self, x_t: Tensor, time: Tensor, step_size: Tensor, cache: PrefixCache, valid_steps: Tensor | None = None
+        self,
+        x_t: Tensor,
+        time: Tensor,
+        step_size: Tensor,
+        cache: PrefixCache,
+        valid_steps: Tensor | None = None,
+        prefix_steps: Tensor | None = None,
     ) -> Tensor:
         """Velocity for x_t. valid_steps (batch, chunk) bool hides padded steps from the self-attention, so
-        whatever the dataset put past an episode's end cannot leak into the loss of real steps."""
+        whatever the dataset put past an episode's end cannot leak into the loss of real steps. prefix_steps
+        (batch, chunk) bool marks steps whose x_t is a given clean action (training-time RTC)."""
         dim = self.position.shape[-1]
         cond = torch.cat(
             [
@@ -80,30 +113,35 @@ class ActionExpert(nn.Module):
         ).to(x_t.dtype)
         cond = self.cond_mlp(cond)
         x = self.action_in(x_t) + self.position[: x_t.shape[1]] + cond[:, None, :]
+        if prefix_steps is not None and self.prefix_embedding is not None:
+            x = x + prefix_steps[:, :, None].to(x.dtype) * self.prefix_embedding
         cond = F.silu(cond)
-        kv_per_layer, mask = cache
+        kv_per_layer, mask, offset = cache
         action_mask = None if valid_steps is None else valid_steps[:, None, None, :]
         for layer, kv in zip(self.layers, kv_per_layer, strict=True):
             x = layer(x, cond, kv, mask, action_mask)
         scale, shift = self.final_modulation(cond)[:, None, :].chunk(2, dim=-1)
-        return self.action_out(self.final_norm(x) * (1 + scale) + shift)
+        output = self.action_out(self.final_norm(x) * (1 + scale) + shift)
+        return output if offset is None else output + offset[:, None, :]
 
 
 def repeat_cache(cache: PrefixCache, repeats: int) -> PrefixCache:
-    kv, mask = cache
-    return [(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in kv], mask.repeat_interleave(
-        repeats, 0
+    kv, mask, offset = cache
+    return (
+        [(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in kv],
+        mask.repeat_interleave(repeats, 0),
+        None if offset is None else offset.repeat_interleave(repeats, 0),
     )
 
 
 def select_cache(cache: PrefixCache, index: Tensor | slice) -> PrefixCache:
-    kv, mask = cache
-    return [(k[index], v[index]) for k, v in kv], mask[index]
+    kv, mask, offset = cache
+    return [(k[index], v[index]) for k, v in kv], mask[index], None if offset is None else offset[index]
 
 
 def detach_cache(cache: PrefixCache) -> PrefixCache:
-    kv, mask = cache
-    return [(k.detach(), v.detach()) for k, v in kv], mask
+    kv, mask, offset = cache
+    return [(k.detach(), v.detach()) for k, v in kv], mask, None if offset is None else offset.detach()
 
 
 class FlowVLAModel(nn.Module):
@@ -150,18 +188,25 @@ class FlowVLAModel(nn.Module):
                 "(make_flow_vla_pre_post_processors or the checkpoint's policy_preprocessor.json), which "
                 "tokenizes the 'task' instruction."
             )
+        state = self.prepare_state(batch)
         prefix, mask = self.prefix_encoder(
             self.prepare_images(batch),
             batch[OBS_LANGUAGE_TOKENS],
             batch[OBS_LANGUAGE_ATTENTION_MASK],
-            self.prepare_state(batch),
+            state,
         )
-        return self.expert.cache_prefix(prefix, mask)
+        return self.expert.cache_prefix(prefix, mask, state)
 
     def velocity(
-        self, x_t: Tensor, time: Tensor, step_size: Tensor, cache: PrefixCache, valid_steps: Tensor | None = None
+        self,
+        x_t: Tensor,
+        time: Tensor,
+        step_size: Tensor,
+        cache: PrefixCache,
+        valid_steps: Tensor | None = None,
+        prefix_steps: Tensor | None = None,
     ) -> Tensor:
-        output = self.expert(x_t, time, step_size, cache, valid_steps)
+        output = self.expert(x_t, time, step_size, cache, valid_steps, prefix_steps)
         if self.config.parametrization == "velocity":
             return output
         return (x_t - output) / time[:, None, None]
@@ -175,7 +220,13 @@ class FlowVLAModel(nn.Module):
         return time * self.config.time_sampling_scale + self.config.time_sampling_offset
 
     def shortcut_targets(
-        self, actions: Tensor, noise: Tensor, cache: PrefixCache, valid_steps: Tensor, count: int
+        self,
+        actions: Tensor,
+        noise: Tensor,
+        cache: PrefixCache,
+        valid_steps: Tensor,
+        count: int,
+        prefix_steps: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Self-consistency targets for `count` samples: one jump of size d must equal two jumps of d/2.
 
@@ -191,13 +242,17 @@ class FlowVLAModel(nn.Module):
         n_slots = (1.0 / step).long()
         time = step * (torch.floor(torch.rand(count, device=device) * n_slots.float()) + 1.0)
         x_t = time[:, None, None] * noise + (1 - time[:, None, None]) * actions
+        if prefix_steps is not None:  # training-time RTC: the given steps stay clean through both half-steps
+            x_t = torch.where(prefix_steps[:, :, None], actions, x_t)
         half = step / 2
         half_cond = torch.where(half < 1.0 / max_steps, torch.zeros_like(half), half)
         with torch.no_grad():
             cache = detach_cache(cache)
-            v1 = self.velocity(x_t, time, half_cond, cache, valid_steps)
+            v1 = self.velocity(x_t, time, half_cond, cache, valid_steps, prefix_steps)
             x_mid = x_t - half[:, None, None] * v1
-            v2 = self.velocity(x_mid, time - half, half_cond, cache, valid_steps)
+            if prefix_steps is not None:
+                x_mid = torch.where(prefix_steps[:, :, None], actions, x_mid)
+            v2 = self.velocity(x_mid, time - half, half_cond, cache, valid_steps, prefix_steps)
         return x_t, time, step, (v1 + v2) / 2
 
     def loss(
@@ -207,8 +262,12 @@ class FlowVLAModel(nn.Module):
         loss_mask: Tensor,
         noise: Tensor | None = None,
         time: Tensor | None = None,
+        prefix_delay: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
-        """Masked flow-matching (+ shortcut) loss; actions padded to max_action_dim, mask (B, T, max_action_dim)."""
+        """Masked flow-matching (+ shortcut) loss; actions padded to max_action_dim, mask (B, T, max_action_dim).
+
+        Training-time RTC (config.rtc_training_max_delay > 0, or an explicit `prefix_delay` (B,) of ints): the
+        first prefix_delay[b] steps of sample b are given as clean actions and excluded from the loss."""
         cache = self.encode_prefix(batch)
         batch_size = actions.shape[0]
         valid_steps = loss_mask.amax(dim=-1) > 0
@@ -216,20 +275,27 @@ class FlowVLAModel(nn.Module):
             noise = torch.randn_like(actions)
         if time is None:
             time = self.sample_time(batch_size, actions.device)
+        if prefix_delay is None and self.training and self.config.rtc_training_max_delay > 0:
+            prefix_delay = sample_training_delays(batch_size, self.config.rtc_training_max_delay, actions.device)
+        given = None if prefix_delay is None else prefix_steps(prefix_delay.to(actions.device), actions.shape[1])
         x_t = time[:, None, None] * noise + (1 - time[:, None, None]) * actions
+        if given is not None:
+            x_t = torch.where(given[:, :, None], actions, x_t)
+            loss_mask = loss_mask * (~given)[:, :, None].to(loss_mask.dtype)
         target = noise - actions
         step_size = torch.zeros_like(time)
         n_shortcut = int(batch_size * self.config.shortcut_fraction) if self.training else 0
         if n_shortcut > 0:
             sc = slice(0, n_shortcut)
             sc_x, sc_time, sc_step, sc_target = self.shortcut_targets(
-                actions[sc], noise[sc], select_cache(cache, sc), valid_steps[sc], n_shortcut
+                actions[sc], noise[sc], select_cache(cache, sc), valid_steps[sc], n_shortcut,
+                None if given is None else given[sc],
             )
             x_t = torch.cat([sc_x, x_t[n_shortcut:]])
             time = torch.cat([sc_time, time[n_shortcut:]])
             step_size = torch.cat([sc_step, step_size[n_shortcut:]])
             target = torch.cat([sc_target, target[n_shortcut:]])
-        output = self.expert(x_t, time, step_size, cache, valid_steps).float()
+        output = self.expert(x_t, time, step_size, cache, valid_steps, given).float()
         if self.config.parametrization == "velocity":
             squared_error = (output - target.float()) ** 2 * loss_mask
         else:
@@ -255,34 +321,49 @@ class FlowVLAModel(nn.Module):
         cache: PrefixCache,
         noise: Tensor,
         num_steps: int,
-        rtc_processor=None,
+        rtc_processor: RTCGuidance | None = None,
         inference_delay: int | None = None,
         prev_chunk_left_over: Tensor | None = None,
         execution_horizon: int | None = None,
     ) -> Tensor:
-        batch_size = noise.shape[0]
+        """Euler integration from t = 1 (noise) to t = 0 (data); `noise` is (batch, chunk, max_action_dim).
+
+        With `prev_chunk_left_over` (real-time chunking, see rtc.py): a model trained with prefix conditioning
+        (config.rtc_training_max_delay > 0) gets the leftover's first min(inference_delay, that maximum) actions
+        as clean inputs at every step and returns them unchanged; any other model is guided by `rtc_processor`.
+        """
+        batch_size, chunk, dims = noise.shape
         dt = 1.0 / num_steps
         step_size = torch.full((batch_size,), self.step_size_condition(num_steps), device=noise.device)
-        x = noise
+        delay = int(inference_delay or 0)
+        given = target = weights = None
+        if prev_chunk_left_over is not None:
+            leftover = prev_chunk_left_over.to(device=noise.device, dtype=noise.dtype)
+            if leftover.ndim == 3 and leftover.shape[0] == 1 and batch_size > 1:
+                leftover = leftover.expand(batch_size, -1, -1)
+            if self.config.rtc_training_max_delay > 0:
+                delay = min(delay, self.config.rtc_training_max_delay, leftover.shape[-2])
+                if delay > 0:
+                    target, _ = pad_leftover(leftover, chunk, dims)
+                    given = prefix_steps(torch.full((batch_size,), delay, device=noise.device), chunk)
+            elif rtc_processor is not None:
+                target, weights = rtc_processor.target_and_weights(leftover, delay, chunk, dims, execution_horizon)
+        x = noise if given is None else torch.where(given[:, :, None], target, noise)
         for index in range(num_steps):
             time_value = 1.0 - index * dt
             time = torch.full((batch_size,), time_value, device=noise.device)
 
             def velocity(x_t: Tensor, time=time) -> Tensor:
-                return self.velocity(x_t, time, step_size, cache)
+                return self.velocity(x_t, time, step_size, cache, prefix_steps=given)
 
-            if rtc_processor is not None and prev_chunk_left_over is not None:
-                v = rtc_processor.denoise_step(
-                    x_t=x,
-                    prev_chunk_left_over=prev_chunk_left_over,
-                    inference_delay=inference_delay or 0,
-                    time=time_value,
-                    original_denoise_step_partial=velocity,
-                    execution_horizon=execution_horizon,
-                )
+            if weights is not None:
+                final_dt = dt if index == num_steps - 1 else None
+                v = rtc_processor.guided_velocity(x, time_value, velocity, target, weights, final_dt)
             else:
                 v = velocity(x)
             x = x - dt * v
+            if given is not None:
+                x = torch.where(given[:, :, None], target, x)
         return x
 
 
@@ -377,7 +458,9 @@ class FlowVLAPolicy(PreTrainedPolicy):
 
         With `prev_chunk_left_over` (the unexecuted, normalised rest of the previous chunk) and
         `inference_delay` (actions that will run before this chunk is ready), the first actions are
-        guided to continue the previous chunk (real-time chunking, LeRobot's RTCProcessor).
+        guided to continue the previous chunk (real-time chunking, rtc.py): by inference-time guidance, or
+        for a model trained with `rtc_training_max_delay > 0` by feeding them as given clean actions.
+        `execution_horizon` overrides config.rtc_execution_horizon.
         """
         self.eval()
         cache = self.model.encode_prefix(batch)
@@ -400,12 +483,9 @@ class FlowVLAPolicy(PreTrainedPolicy):
         )
         return actions[:, :, : self.action_dim]
 
-    def _get_rtc_processor(self):
-        if self.rtc_processor is None:
-            from lerobot.policies.rtc.configuration_rtc import RTCConfig
-            from lerobot.policies.rtc.modeling_rtc import RTCProcessor
-
-            self.rtc_processor = RTCProcessor(self.config.rtc_config or RTCConfig(enabled=True))
+    def _get_rtc_processor(self) -> RTCGuidance:
+        """The inference-time guidance the config asks for (rebuilt each call, so config edits take effect)."""
+        self.rtc_processor = rtc_guidance_from_config(self.config)
         return self.rtc_processor
 
     @torch.no_grad()
