@@ -73,9 +73,8 @@ class RunnerProbe:
         estimator = getattr(self.runner, "estimator", None)
         self._latencies = len(estimator.all_latencies_s) if estimator is not None else 0
         self._stalls = self._startup = 0
-        policy = getattr(self.runner, "policy", None)
-        if hasattr(policy, "new_episode"):
-            policy.new_episode()
+        if hasattr(self.policy, "new_episode"):
+            self.policy.new_episode()
 
     def after_act(self) -> TickInfo:
         runner = self.runner
@@ -97,13 +96,19 @@ class RunnerProbe:
         episodes = getattr(self.runner, "episodes", None)
         return episodes[-1].chunks if episodes else 0
 
+    @property
+    def policy(self):
+        """The runner's policy as loaded in this process (runners/InstrumentedPolicy when it scores chunks);
+        None for a runner without one (scripted, remote)."""
+        return getattr(getattr(self.runner, "loaded", None), "policy", None)
+
     def chunk_score(self, index: int) -> float:
-        policy = getattr(self.runner, "policy", None)
+        policy = self.policy
         return policy.chunk_score(index) if hasattr(policy, "chunk_score") else float("nan")
 
     @property
     def uncertainty_threshold(self) -> float | None:
-        return getattr(getattr(self.runner, "policy", None), "uncertainty_threshold", None)
+        return getattr(self.policy, "uncertainty_threshold", None)
 
 
 @dataclass
@@ -112,7 +117,8 @@ class EpisodeTrace:
 
     joint_names: list[str]
     tick_starts_s: list[float] = field(default_factory=list)  # wall clock
-    targets: list[np.ndarray] = field(default_factory=list)
+    requested: list[np.ndarray] = field(default_factory=list)  # the runner's action, before the robot's clamps
+    targets: list[np.ndarray] = field(default_factory=list)  # what the robot sent the servos (after its clamps)
     measured: list[np.ndarray] = field(default_factory=list)
     chunk_starts: list[int] = field(default_factory=list)  # ticks that began a new chunk
     stall_ticks: list[int] = field(default_factory=list)  # queue dry after the first chunk
@@ -289,6 +295,7 @@ class ControlLoop:
                     trace.stall_ticks.append(tick)
                 trace.startup_ticks += info.startup
                 trace.tick_starts_s.append(start)
+                trace.requested.append(np.array([action.get(name, np.nan) for name in names], dtype=float))
                 trace.targets.append(np.array([sent.get(name, np.nan) for name in names], dtype=float))
                 trace.measured.append(np.array([observation.get(name, np.nan) for name in names], dtype=float))
                 trace.uncertainty.append(score)

@@ -1,0 +1,88 @@
+"""A rollout recorded as a LeRobotDataset, through the crash-safe writer (recording/).
+
+The frames are lerobot-record's (observation, action, task) with the action being what the arm was really told,
+after the follower's clamps, plus three per-frame features stock LeRobot loads like any other:
+
+- `intervention` (bool): a person had control on that frame (always false until a hand-off exists);
+- `uncertainty` (float32): the executing chunk's uncertainty score when the policy has one (flow_vla's
+  `action_uncertainty`), else NaN;
+- `inference_latency_ms` (float32): how long the executing chunk took to compute (NaN before the first chunk).
+
+Each episode's metadata row carries the loop's measurements and, when the simulation knows it, `is_success`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+EXTRA_FEATURES = {
+    "intervention": {"dtype": "bool", "shape": (1,), "names": None},
+    "uncertainty": {"dtype": "float32", "shape": (1,), "names": None},
+    "inference_latency_ms": {"dtype": "float32", "shape": (1,), "names": None},
+}
+
+
+def rollout_dataset_features(robot, use_videos: bool) -> dict:
+    from .loaded_policy import robot_dataset_features
+
+    return {**robot_dataset_features(robot, use_videos), **EXTRA_FEATURES}
+
+
+class RolloutRecorder:
+    """Feeds a `CrashSafeRecorder` from the control loop's `on_tick`; one `save_episode` per rollout episode."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+        self.task = ""
+
+    @classmethod
+    def create(cls, repo_id: str, root: str | Path, *, robot, fps: int, use_videos: bool = True,
+               vcodec: str = "libsvtav1", encode_in_subprocess: bool = True) -> RolloutRecorder:
+        from lerobot_vla_plugin.recording import CrashSafeRecorder
+
+        cameras = len(getattr(robot, "cameras", {}) or {})
+        recorder = CrashSafeRecorder.create(repo_id, root, fps=fps, robot_type=robot.name,
+                                            features=rollout_dataset_features(robot, use_videos),
+                                            use_videos=use_videos, vcodec=vcodec,
+                                            encode_in_subprocess=encode_in_subprocess,
+                                            image_writer_threads=max(1, 2 * cameras))
+        return cls(recorder)
+
+    @property
+    def root(self) -> Path:
+        return self.recorder.root
+
+    def start_episode(self, task: str) -> None:
+        self.task = task
+
+    def on_tick(self, tick: int, observation: dict, sent_action: dict, extras: dict) -> None:
+        from lerobot.datasets.utils import build_dataset_frame
+        from lerobot.utils.constants import ACTION, OBS_STR
+
+        features = self.recorder.features
+        frame = {**build_dataset_frame(features, observation, prefix=OBS_STR),
+                 **build_dataset_frame(features, sent_action, prefix=ACTION), "task": self.task}
+        for key, feature in EXTRA_FEATURES.items():
+            frame[key] = np.array([extras[key]], dtype=feature["dtype"])
+        self.recorder.add_frame(frame)
+
+    @property
+    def frames(self) -> int:
+        return self.recorder.current_episode_frames
+
+    def save_episode(self, metadata: dict) -> int | None:
+        """Hand the episode to the background writer (None when it has no frames)."""
+        if self.frames == 0:
+            self.recorder.discard_episode()
+            return None
+        return self.recorder.save_episode(metadata, wait=False)
+
+    def discard_episode(self) -> None:
+        self.recorder.discard_episode()
+
+    def close(self) -> int:
+        """Wait for every save; returns the number of episodes on disk (raises if a save failed)."""
+        self.recorder.close()
+        return self.recorder.num_episodes

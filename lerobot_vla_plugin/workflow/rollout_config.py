@@ -1,0 +1,166 @@
+"""The options of `lerobot-vla rollout` and the checks that refuse unworkable ones before any device is touched."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.robots.config import RobotConfig
+
+VIRTUAL_ARMS = ("so101",)
+INFERENCE_MODES = ("async", "sync")
+CLOCKS = ("lockstep", "wall")
+
+
+@dataclass
+class RolloutOptions:
+    episodes: int = 1
+    # Seconds per episode (arm time: simulated seconds on the lockstep virtual arm).
+    episode_time_s: float = 30.0
+    fps: int = 30
+    # async: chunks computed in a background thread (rollout/), the loop never waits; sync: the loop waits for
+    # each chunk when the queue runs dry (lerobot-record's way).
+    inference: str = "async"
+    # --virtual with the lockstep clock, async only: every chunk arrives this many ticks after its observation;
+    # default its measured latency in ticks.
+    inference_delay_ticks: int | None = None
+    # --virtual only: lockstep (simulated time, one period per tick; default) or wall (follows the wall clock).
+    clock: str = "lockstep"
+    # Real arm: seconds between episodes while the arm holds its pose and a person resets the scene.
+    reset_time_s: float = 10.0
+    # A tick that takes this much longer than the runner may wait by design stops the rollout, torque off.
+    watchdog_s: float = 5.0
+    # Score every chunk with the policy's action_uncertainty() when it has one (flow_vla); costs inference time.
+    uncertainty: bool = True
+    # --virtual: episode i's scene is evaluation seed `seed + i` (never a recording scene).
+    seed: int = 0
+    # --virtual: scene task keys alternated episode by episode; default the key of --task, else red,blue.
+    tasks: str | None = None
+
+
+@dataclass
+class RolloutDatasetConfig:
+    # Record the rollout as a LeRobotDataset when set (e.g. me/eval_pick); --dataset.root default
+    # $HF_LEROBOT_HOME/<repo_id>.
+    repo_id: str | None = None
+    root: str | None = None
+    video: bool = True
+    vcodec: str = "libsvtav1"
+
+
+@dataclass
+class RolloutConfig:
+    robot: RobotConfig | None = None
+    # Set from --policy.path (and --policy.<field> overrides), as lerobot-record does.
+    policy: PreTrainedConfig | None = None
+    # The instruction said to the policy.
+    task: str | None = None
+    rollout: RolloutOptions = field(default_factory=RolloutOptions)
+    dataset: RolloutDatasetConfig = field(default_factory=RolloutDatasetConfig)
+    # The virtual SO-101 (so101) instead of --robot.*: cameras from the policy's image features, success known.
+    virtual: str | None = None
+    # Show observations and actions live in rerun (LeRobot's viewer).
+    display_data: bool = False
+    # Summary JSON and PNGs; default outputs/rollout/<date>_<time>.
+    output_dir: str | None = None
+
+
+class UsageError(ValueError):
+    """The options cannot work; nothing was started."""
+
+
+def parse_config(argv: list[str]) -> RolloutConfig:
+    """draccus for the options; the policy's config is loaded from --policy.path like LeRobot's scripts do."""
+    import draccus
+    from lerobot.configs import parser
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    from .record import _import_builtin_device_configs
+
+    _import_builtin_device_configs()
+    register_third_party_plugins()
+    from lerobot_vla_plugin.registry import register_all
+
+    register_all()
+    policy_path = parser.get_path_arg("policy", argv)
+    cfg = draccus.parse(RolloutConfig, args=parser.filter_path_args(["policy"], argv))
+    if policy_path:
+        cfg.policy = PreTrainedConfig.from_pretrained(policy_path,
+                                                      cli_overrides=parser.get_cli_overrides("policy", argv))
+        cfg.policy.pretrained_path = policy_path
+    validate(cfg)
+    return cfg
+
+
+def scene_task_keys(cfg: RolloutConfig) -> list[str]:
+    """--virtual: the scene task of each episode, alternated."""
+    from lerobot_vla_plugin.sim.so101 import TASKS
+
+    if cfg.rollout.tasks:
+        return [t.strip() for t in cfg.rollout.tasks.split(",") if t.strip()]
+    by_instruction = {instruction: key for key, instruction in TASKS.items()}
+    if cfg.task is not None:
+        return [by_instruction[cfg.task]] if cfg.task in by_instruction else []
+    return list(TASKS)
+
+
+def validate(cfg: RolloutConfig) -> None:
+    r = cfg.rollout
+    if cfg.policy is None:
+        raise UsageError("Give --policy.path=DIR (a LeRobot checkpoint's pretrained_model folder).")
+    if r.inference not in INFERENCE_MODES:
+        raise UsageError(f"--rollout.inference must be one of {', '.join(INFERENCE_MODES)} (got {r.inference!r}).")
+    if r.episodes <= 0 or r.episode_time_s <= 0 or r.fps <= 0 or r.watchdog_s <= 0 or r.reset_time_s < 0:
+        raise UsageError("--rollout.episodes, --rollout.episode_time_s, --rollout.fps and --rollout.watchdog_s must "
+                         "be positive and --rollout.reset_time_s >= 0.")
+    if r.inference_delay_ticks is not None and (r.inference != "async" or cfg.virtual is None
+                                                or r.clock != "lockstep" or r.inference_delay_ticks < 0):
+        raise UsageError("--rollout.inference_delay_ticks (>= 0) needs --virtual with the lockstep clock and "
+                         "--rollout.inference async.")
+    if cfg.virtual is not None:
+        from lerobot_vla_plugin.sim.so101 import TASKS
+
+        if cfg.virtual not in VIRTUAL_ARMS:
+            raise UsageError(f"--virtual {cfg.virtual!r} is not available; choose one of {', '.join(VIRTUAL_ARMS)}.")
+        if cfg.robot is not None:
+            raise UsageError("--virtual builds the robot itself; drop --robot.*.")
+        if r.clock not in CLOCKS:
+            raise UsageError(f"--rollout.clock must be one of {', '.join(CLOCKS)} (got {r.clock!r}).")
+        keys = scene_task_keys(cfg)
+        if not keys or any(key not in TASKS for key in keys):
+            instructions = "; ".join(f"{key}: {text!r}" for key, text in TASKS.items())
+            raise UsageError("On the virtual arm the episode's scene must be known: give --task as one of its "
+                             f"instructions, or --rollout.tasks with keys among {', '.join(TASKS)} ({instructions}).")
+        if not cfg.policy.image_features:
+            raise UsageError("The policy has no image features (observation.images.<camera>); the virtual arm's "
+                             "cameras are built from them.")
+    else:
+        if cfg.robot is None:
+            raise UsageError("Give --robot.type=... (e.g. vla_so101_follower) with --robot.port and --robot.id, or "
+                             "--virtual so101.")
+        if not cfg.task:
+            raise UsageError('--task is required (e.g. --task "put the red cube in the bowl").')
+        if r.clock != "lockstep" and r.clock != "wall":
+            raise UsageError(f"--rollout.clock must be one of {', '.join(CLOCKS)} (got {r.clock!r}).")
+
+
+def uses_lockstep(cfg: RolloutConfig) -> bool:
+    return cfg.virtual is not None and cfg.rollout.clock == "lockstep"
+
+
+def dataset_root(cfg: RolloutConfig) -> Path | None:
+    if not cfg.dataset.repo_id:
+        return None
+    if cfg.dataset.root:
+        return Path(cfg.dataset.root).expanduser()
+    from lerobot.utils.constants import HF_LEROBOT_HOME
+
+    return Path(HF_LEROBOT_HOME) / cfg.dataset.repo_id
+
+
+def output_dir(cfg: RolloutConfig) -> Path:
+    if cfg.output_dir:
+        return Path(cfg.output_dir).expanduser()
+    return Path("outputs") / "rollout" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
