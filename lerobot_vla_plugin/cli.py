@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dataset-report": ("lerobot_vla_plugin.workflow.dataset_report", "quality gate for a recorded dataset"),
     "eval": ("lerobot_vla_plugin.workflow.evaluate", "success rate of a policy on the virtual SO-101, unseen scenes"),
     "policy-server": ("lerobot_vla_plugin.rollout.policy_server", "serve a policy's action chunks over TCP to a weak robot computer"),
+    "rollout": ("lerobot_vla_plugin.workflow.rollout", "a trained policy driving the arm: async inference, bounded failure, recorded"),
     "record": ("lerobot_vla_plugin.workflow.record", "crash-safe leader-follower recording (also hands-free: --virtual so101)"),
     "setup-motors": ("lerobot_vla_plugin.workflow.setup_motors", "assign servo ids and baud rate, one motor at a time"),
     "find-port": ("lerobot_vla_plugin.workflow.find_port", "list serial adapters with stable paths and USB ids"),
