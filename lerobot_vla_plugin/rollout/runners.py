@@ -84,7 +84,7 @@ class InstrumentedPolicy:
 def build_runner(loaded, *, inference: str, period_s: float, lockstep: bool, delay_ticks: int | None = None,
                  score_uncertainty: bool = True):
     """An `AsyncPolicyRunner` for `inference` ("async" / "sync") on a lockstep or wall-clock arm. The loaded
-    policy is wrapped in `InstrumentedPolicy` (returned as `runner.policy`)."""
+    policy is wrapped in `InstrumentedPolicy` (then `runner.loaded.policy`)."""
     from .async_runner import AsyncPolicyRunner
     from .clock import LockstepClock, WallClock
 
