@@ -221,6 +221,46 @@ def test_planted_nan_actions_end_in_a_hold_and_a_clear_message(checkpoints, tmp_
     assert outcome.summary["errors"] == [run.error]
 
 
+class HangingRobot:
+    """A robot whose observation read hangs on its fourth tick (a stuck camera or bus)."""
+
+    action_features = {"joint.pos": float}
+
+    def __init__(self):
+        self.reads = 0
+        self.torque_off_reasons: list[str] = []
+
+    def get_observation(self) -> dict:
+        self.reads += 1
+        if self.reads == 4:
+            time.sleep(120)
+        return {"joint.pos": 0.0}
+
+    def send_action(self, action: dict) -> dict:
+        return dict(action)
+
+    def emergency_torque_off(self, reason: str) -> None:
+        self.torque_off_reasons.append(reason)
+
+
+class StillRunner:
+    def reset(self, task: str) -> None:
+        pass
+
+    def act(self, observation: dict) -> dict:
+        return {"joint.pos": 0.0}
+
+
+def test_the_watchdog_takes_torque_off_and_stops_a_hung_loop():
+    from lerobot_vla_plugin.rollout.loop import ControlLoop, LoopStalled
+
+    robot = HangingRobot()
+    loop = ControlLoop(robot, StillRunner(), fps=50, lockstep=False, watchdog_s=0.3)
+    with pytest.raises(LoopStalled, match="hangs; torque was taken off"):
+        loop.run_episode("hold", 100)
+    assert robot.reads == 4 and robot.torque_off_reasons == ["the rollout watchdog fired"]
+
+
 @pytest.fixture
 def emulated_virtual_arm(tmp_path):
     """The virtual SO-101 served in this process (lockstep, camera socket) and the env of a process using it."""
