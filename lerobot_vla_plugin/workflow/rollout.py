@@ -268,7 +268,8 @@ class Rollout:
             "task": cfg.task, "episodes": cfg.rollout.episodes, "episode_time_s": cfg.rollout.episode_time_s,
             "fps": cfg.rollout.fps, "inference": cfg.rollout.inference,
             "clock": "lockstep" if uses_lockstep(cfg) else "wall",
-            "rtc": bool(getattr(self.runner, "use_rtc", False)),
+            # A synchronous chunk starts from an empty queue: there is no remainder for RTC to continue.
+            "rtc": bool(getattr(self.runner, "use_rtc", False)) and cfg.rollout.inference == "async",
             "uncertainty_scored": bool(getattr(policy, "scores_uncertainty", False)),
             "uncertainty_threshold": threshold,
             "dataset_root": None if outcome.dataset_root is None else str(outcome.dataset_root),
