@@ -303,9 +303,9 @@ def _options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     from lerobot.configs import parser
-    from lerobot.configs.policies import PreTrainedConfig
-    from lerobot.utils.import_utils import register_third_party_plugins
     from lerobot.utils.utils import init_logging
+
+    from lerobot_vla_plugin.workflow.draccus_options import register_config_types, split_policy_path
 
     init_logging()
     options, policy_args = _options(args.server_options)
@@ -314,17 +314,12 @@ def run(args: argparse.Namespace) -> int:
     except ServerConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    policy_path = parser.get_path_arg("policy", policy_args)
-    if not policy_path:
+    if not parser.get_path_arg("policy", policy_args):
         print("error: give --policy.path=DIR (a LeRobot checkpoint's pretrained_model folder)", file=sys.stderr)
         return EXIT_USAGE
-    register_third_party_plugins()
-    from lerobot_vla_plugin.registry import register_all
-
-    register_all()
-    policy_cfg = PreTrainedConfig.from_pretrained(policy_path,
-                                                  cli_overrides=parser.get_cli_overrides("policy", policy_args))
-    policy_cfg.pretrained_path = policy_path
+    register_config_types()
+    policy_cfg, _ = split_policy_path(policy_args)
+    policy_path = policy_cfg.pretrained_path
     server = PolicyServer(load_policy(policy_cfg), options.host, options.port, allow_remote=options.allow_remote,
                           token=options.token, max_frame_bytes=int(options.max_frame_mb * 1024 * 1024))
     host, port = server.address

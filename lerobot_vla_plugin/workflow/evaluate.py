@@ -29,7 +29,7 @@ from pathlib import Path
 
 from lerobot.configs.policies import PreTrainedConfig
 
-from .draccus_options import pass_options_through
+from .draccus_options import pass_options_through, register_config_types, split_policy_path
 
 EXIT_OK, EXIT_USAGE = 0, 2
 VIRTUAL_ARMS = ("so101",)
@@ -82,20 +82,12 @@ def task_keys(cfg: EvaluateConfig) -> list[str]:
 def parse_config(argv: list[str]) -> EvaluateConfig:
     """draccus for the options; the policy's config is loaded from --policy.path like LeRobot's scripts do."""
     import draccus
-    from lerobot.configs import parser
-    from lerobot.utils.import_utils import register_third_party_plugins
 
-    register_third_party_plugins()
-    from lerobot_vla_plugin.registry import register_all
-
-    register_all()
-    argv = [_dashes_to_underscores(arg) for arg in argv]
-    policy_path = parser.get_path_arg("policy", argv)
-    cfg = draccus.parse(EvaluateConfig, args=parser.filter_path_args(["policy"], argv))
-    if policy_path:
-        cfg.policy = PreTrainedConfig.from_pretrained(policy_path, cli_overrides=parser.get_cli_overrides("policy",
-                                                                                                          argv))
-        cfg.policy.pretrained_path = policy_path
+    register_config_types()
+    policy, rest = split_policy_path([_dashes_to_underscores(arg) for arg in argv])
+    cfg = draccus.parse(EvaluateConfig, args=rest)
+    if policy is not None:
+        cfg.policy = policy
     validate(cfg)
     return cfg
 

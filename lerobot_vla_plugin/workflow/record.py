@@ -26,11 +26,10 @@ This module is the command line; the options and their checks are in `record_con
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from .draccus_options import pass_options_through
+from .draccus_options import pass_options_through, register_config_types
 from .record_config import RecordConfig, RecordDatasetConfig, UsageError, task_keys, validate  # noqa: F401
 from .record_session import (  # noqa: F401 - the public names of `lerobot-vla record`
     EXIT_FAULT,
@@ -41,8 +40,6 @@ from .record_session import (  # noqa: F401 - the public names of `lerobot-vla r
     RecordSession,
     SessionResult,
 )
-
-logger = logging.getLogger(__name__)
 
 
 # -- command line -------------------------------------------------------------------------------------------------
@@ -69,27 +66,9 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 def parse_config(argv: list[str]) -> RecordConfig:
     import draccus
-    from lerobot.utils.import_utils import register_third_party_plugins
 
-    _import_builtin_device_configs()
-    register_third_party_plugins()
-    from lerobot_vla_plugin.registry import register_all
-
-    register_all()
+    register_config_types(builtin_devices=True)
     return draccus.parse(RecordConfig, args=normalize_argv(argv))
-
-
-def _import_builtin_device_configs() -> None:
-    """LeRobot's own arms and cameras register their config types on import, as lerobot-record does."""
-    import importlib
-
-    for module in ("lerobot.cameras.opencv.configuration_opencv", "lerobot.cameras.realsense.configuration_realsense",
-                   "lerobot.robots.so_follower", "lerobot.robots.koch_follower", "lerobot.teleoperators.so_leader",
-                   "lerobot.teleoperators.koch_leader"):
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:  # an optional dependency of one device must not block the others
-            logger.debug("%s not available: %s", module, exc)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

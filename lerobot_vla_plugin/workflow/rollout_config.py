@@ -74,22 +74,14 @@ class UsageError(ValueError):
 def parse_config(argv: list[str]) -> RolloutConfig:
     """draccus for the options; the policy's config is loaded from --policy.path like LeRobot's scripts do."""
     import draccus
-    from lerobot.configs import parser
-    from lerobot.utils.import_utils import register_third_party_plugins
 
-    from .record import _import_builtin_device_configs
+    from .draccus_options import register_config_types, split_policy_path
 
-    _import_builtin_device_configs()
-    register_third_party_plugins()
-    from lerobot_vla_plugin.registry import register_all
-
-    register_all()
-    policy_path = parser.get_path_arg("policy", argv)
-    cfg = draccus.parse(RolloutConfig, args=parser.filter_path_args(["policy"], argv))
-    if policy_path:
-        cfg.policy = PreTrainedConfig.from_pretrained(policy_path,
-                                                      cli_overrides=parser.get_cli_overrides("policy", argv))
-        cfg.policy.pretrained_path = policy_path
+    register_config_types(builtin_devices=True)
+    policy, rest = split_policy_path(argv)
+    cfg = draccus.parse(RolloutConfig, args=rest)
+    if policy is not None:
+        cfg.policy = policy
     validate(cfg)
     return cfg
 
