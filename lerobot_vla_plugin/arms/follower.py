@@ -273,6 +273,11 @@ class ArmFollower(Robot):
         except ServoStatusError as exc:
             self._stop_for_fault(exc.motor, ", ".join(exc.errors), cause=exc)
 
+    @property
+    def fault(self) -> SafetyStop | None:
+        """The servo fault that took torque off, until the robot is reconnected; None while it may move."""
+        return self._fault
+
     def _stop_for_fault(self, motor: str, reason: str, cause: BaseException | None = None):
         # Recorded first: from the moment torque starts going off, no command may be sent.
         self._fault = SafetyStop(f"{self}: servo '{motor}' {reason}; torque is being taken off.", motor)

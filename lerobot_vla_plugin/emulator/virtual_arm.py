@@ -200,12 +200,14 @@ class VirtualSO101:
             self._planning_sim = SO101Sim(self.sim.scene_path)
         planning = self._planning_sim
         with self.lock:
-            self._idle_pose = self.leader_joint_targets()  # the hand rests on the leader while planning
             self.operator = None
             now = self.sim.time_s
             self.sim.reset(seed=None if seed is None else int(seed))
             self.sim.data.time = now
             self.arm.sync_to_sim()
+            # While planning, the hand holds the leader where the reset put the follower: the demonstration ends
+            # above the bowl, and a leader left there would pull the freshly reset follower back toward it.
+            self._idle_pose = self.sim.joint_positions()
             self.task = task
             self.episode += 1
             mujoco.mj_copyData(planning.data, planning.model, self.sim.data)
@@ -224,7 +226,7 @@ class VirtualSO101:
 
     @property
     def demonstration_done(self) -> bool:
-        """The scripted operator has finished this episode's demonstration (the leader is back at rest)."""
+        """The scripted operator has finished this episode's demonstration (the cube is released and the gripper lifted clear)."""
         return self.operator is not None and self.operator.done(self.episode_time_s)
 
     def leader_joint_targets(self) -> np.ndarray:
@@ -233,6 +235,13 @@ class VirtualSO101:
             if self.operator is None:
                 return self._idle_pose.copy()
             return self.operator.target_at(self.episode_time_s)
+
+    def power_cycle_follower(self) -> None:
+        """Switch the follower's servos off and on: latched faults (overload) clear and torque is off, as after
+        an operator cycles a real arm's power supply."""
+        with self.lock:
+            for servo in self.follower_bus.servos:
+                servo.power_cycle()
 
     def is_success(self) -> bool:
         with self.lock:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lerobot_vla_plugin.arms.health import SafetyStop
 from lerobot_vla_plugin.sim.scene_seeds import evaluation_scene_seed
 from lerobot_vla_plugin.sim.so101 import TASKS
 
@@ -100,6 +101,12 @@ class VirtualEvaluator:
         virtual, robot = self.virtual, self.robot
         wall_start = time.perf_counter()
         virtual.new_episode(spec.task_key, seed=spec.scene_seed)
+        if getattr(robot, "fault", None) is not None:
+            # The last episode ended in a servo fault with torque off. As an operator would: power-cycle the
+            # arm (the fault clears), then connect again, which enables torque; the fresh scene loads it no more.
+            robot.disconnect()
+            virtual.power_cycle_follower()
+            robot.connect()
         with virtual.lock:
             hold = follower_action_from_joint_angles(virtual.sim.joint_positions(), self._joint_limits)
         for _ in range(SETTLE_TICKS):
@@ -108,7 +115,11 @@ class VirtualEvaluator:
         monitor = EpisodeMonitor(virtual.sim, spec.task_key)
         frames = EvenlySpacedFrames(self.strip_frames)
 
+        ticks_started = 0
+
         def snapshot(tick: int) -> None:
+            nonlocal ticks_started
+            ticks_started = tick + 1
             if frames.wants(tick):
                 frames.add(self._snapshot())
 
@@ -116,12 +127,15 @@ class VirtualEvaluator:
             with virtual.lock:
                 return monitor.update()
 
-        run = self.loop.run_episode(instruction, self.max_ticks, before_tick=snapshot, until=task_done,
-                                    on_tick=on_tick)
-        ticks, error = run.ticks, run.error
+        try:
+            run = self.loop.run_episode(instruction, self.max_ticks, before_tick=snapshot, until=task_done,
+                                        on_tick=on_tick)
+            ticks, error, fault_mode = run.ticks, run.error, "policy_fault"
+        except SafetyStop as fault:
+            run, ticks, error, fault_mode = None, ticks_started, f"servo fault: {fault}", "servo_fault"
         last_frame = self._snapshot()
         with virtual.lock:
-            failure_mode = "policy_fault" if error is not None else monitor.failure_mode()
+            failure_mode = fault_mode if error is not None else monitor.failure_mode()
         episode_stats = getattr(self.runner, "episode_stats", None)
         simulated_s = ticks / self.fps
         result = EpisodeResult(

@@ -8,7 +8,9 @@ pick-and-place policy fails, and `failure_mode` names the first that applies:
 - `dropped`: the target was lifted, then ended outside the bowl and out of the gripper;
 - `timed_out`: anything else (still carrying it, in the bowl but held, rolling) when the time ran out;
 - `policy_fault`: the policy runner stopped the episode (a non-finite action, an inference that failed or never
-  returned); the arm held its last target and `error` says why.
+  returned); the arm held its last target and `error` says why;
+- `servo_fault`: a servo fault stopped the follower (typically overload from pressing into the table or a cube); the
+  follower took torque off, `error` names the servo, and the evaluation reconnects it for the next scene.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from lerobot_vla_plugin.sim.so101 import BOWL_INNER_RADIUS_M, CUBE_HALF_SIZE_M, TASKS, SO101Sim
 
-FAILURE_MODES = ("never_grasped", "dropped", "wrong_cube", "timed_out", "policy_fault")
+FAILURE_MODES = ("never_grasped", "dropped", "wrong_cube", "timed_out", "policy_fault", "servo_fault")
 # The cube's centre this far above its resting height: clearly off the table, not tipped or nudged.
 LIFT_HEIGHT_M = 0.015
 

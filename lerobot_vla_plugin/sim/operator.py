@@ -17,7 +17,6 @@ from lerobot_vla_plugin.sim.so101 import (
     BOWL_FLOOR_Z_M,
     CUBE_HALF_SIZE_M,
     PAN_AXIS_XY,
-    REST_POSE,
     TASKS,
     SO101Sim,
 )
@@ -51,7 +50,9 @@ def _cylindrical(pos: np.ndarray) -> tuple[float, float, float]:
 
 
 class ScriptedOperator:
-    """Plans one pick-and-place demonstration for `task_key` and replays it as joint targets over time."""
+    """Plans one pick-and-place demonstration for `task_key` and replays it as joint targets over time.
+
+    The plan starts where the arm is and ends with the gripper open, lifted clear above the bowl."""
 
     def __init__(self, sim: SO101Sim, task_key: str, rng: np.random.Generator):
         if task_key not in TASKS:
@@ -138,10 +139,10 @@ class ScriptedOperator:
         self._move_gripper(rng.uniform(0.45, 0.7), gripper_speed, duration(0.3, 0.6))
         self._hold(duration(0.1, 0.4))
         self._move_cartesian((np.r_[drop_xy, carry_z], drop_yaw), None, duration(0.5, 0.9))
-        rest = REST_POSE.copy()
-        rest[:_ARM_JOINTS] += rng.normal(0.0, 0.02, size=_ARM_JOINTS)
-        self._move_joints(rest, duration(1.2, 1.9))
-        self._hold(duration(0.3, 0.6))
+        # The demonstration ends clear above the bowl, once the cube has settled: no return to the rest pose.
+        # A return to rest would make the start of every episode (arm at rest, cube on the table) look like its
+        # end (arm at rest, task done) except for a few pixels, and a policy trained on both learns to stay put.
+        self._hold(duration(0.3, 0.5))
 
         self._times = np.array(self._samples_t)
         self._targets = np.array(self._samples_q)

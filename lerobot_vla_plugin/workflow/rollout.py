@@ -149,6 +149,7 @@ class Rollout:
                                    score_uncertainty=cfg.rollout.uncertainty)
 
     def _episodes(self) -> None:
+        from lerobot_vla_plugin.arms.health import SafetyStop
         from lerobot_vla_plugin.rollout.loop import ControlLoop
 
         cfg, r = self.cfg, self.cfg.rollout
@@ -170,6 +171,8 @@ class Rollout:
                 if self.recorder is not None:
                     self.recorder.start_episode(instruction)
                 episode = evaluator.run_episode(spec, instruction=instruction, on_tick=on_tick)
+                if episode.run is None:  # a servo fault took torque off: a rollout stops there, as on a real arm
+                    raise SafetyStop(episode.result.error)
                 run, success, extra = episode.run, episode.result.success, {"is_success": episode.result.success,
                                                                            "scene_seed": spec.scene_seed}
             else:

@@ -238,3 +238,36 @@ def test_image_augmentation_only_while_training():
     augmented = policy.model.prepare_images(batch)[0]
     assert augmented.shape == batch["observation.images.front"].shape
     assert not torch.allclose(augmented, batch["observation.images.front"])
+
+
+def test_spatial_softmax_keypoints_locate_a_bright_spot():
+    """Each keypoint is the expected image position of its detector's activation, in [-1, 1]: a detector that
+    fires on one pixel reports that pixel, so a few-pixel object's position reaches the prefix exactly."""
+    from lerobot_vla_plugin.policies.flow_vla.backbones import SpatialSoftmaxKeypoints
+
+    keypoints = SpatialSoftmaxKeypoints(in_channels=1, keypoints=1, dim=4)
+    with torch.no_grad():  # the detector passes its input through, sharpened
+        keypoints.detector = torch.nn.Identity()
+        keypoints.log_temperature.fill_(-5.0)
+        keypoints.coordinate_proj.weight.copy_(torch.eye(4, 2))
+        keypoints.coordinate_proj.bias.zero_()
+        keypoints.keypoint_embedding.zero_()
+    features = torch.zeros(2, 1, 24, 32)
+    features[0, 0, 0, 31] = 1.0  # top right
+    features[1, 0, 12, 8] = 1.0
+    tokens = keypoints(features)
+    assert tokens.shape == (2, 1, 4)
+    torch.testing.assert_close(tokens[0, 0, :2], torch.tensor([1.0, -1.0]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(tokens[1, 0, :2], torch.tensor([-1 + 2 * 8 / 31, -1 + 2 * 12 / 23]), atol=1e-3, rtol=0)
+
+
+def test_keypoint_tokens_join_the_prefix_and_train():
+    config = make_tiny_config(image_keypoints=3, image_size=(32, 32), image_encoder_channels=(8, 16))
+    policy = FlowVLAPolicy(config)
+    batch = preprocessed(config)
+    plain = FlowVLAPolicy(make_tiny_config())
+    assert policy.model.encode_prefix(batch)[1].shape[-1] == plain.model.encode_prefix(batch)[1].shape[-1] + 3
+    policy.train()
+    loss, _ = policy.forward(batch)
+    loss.backward()
+    assert policy.model.prefix_encoder.keypoints.detector[0].weight.grad.abs().sum() > 0

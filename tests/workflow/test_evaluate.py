@@ -97,6 +97,24 @@ def test_an_arm_that_stays_at_rest_never_grasps(rig):
     assert episode.result.simulated_s == pytest.approx(2.0)
 
 
+class PressIntoTableRunner(RestPoseRunner):
+    """A policy that drives the arm down into the table until a servo's overload protection trips."""
+
+    def __init__(self, virtual):
+        self.action = follower_action_from_joint_angles(np.array([0.0, 1.5, 0.3, 1.2, 0.0, 0.0]),
+                                                        virtual.sim.joint_limits())
+
+
+def test_a_servo_fault_fails_its_episode_and_the_next_scene_starts_on_a_recovered_arm(rig):
+    [pressed] = evaluate(rig, PressIntoTableRunner(rig.virtual), episodes=1, episode_time_s=6)
+    assert pressed.result.failure_mode == "servo_fault" and not pressed.result.success
+    assert "overload" in pressed.result.error and "shoulder_lift" in pressed.result.error
+    assert 0 < pressed.result.ticks < 6 * 30
+    # The same evaluation goes on: the follower is power-cycled and reconnected, and the next policy succeeds.
+    [after] = evaluate(rig, ScriptedOperatorRunner(rig.virtual), episodes=1, episode_time_s=20, seed=1)
+    assert after.result.success, after.result
+
+
 def test_putting_the_other_cube_in_the_bowl_is_a_failure(rig):
     """The red task, a perfect demonstration for the blue cube: the blue cube in the bowl does not count."""
     [episode] = evaluate(rig, ScriptedOperatorRunner(rig.virtual, cube="blue"), episodes=1, episode_time_s=12)

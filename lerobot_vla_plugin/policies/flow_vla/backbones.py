@@ -23,6 +23,36 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+class SpatialSoftmaxKeypoints(nn.Module):
+    """K learned detectors over a feature map, each reduced to the expected (x, y) of its softmax over the
+    image (Levine et al. 2016, "End-to-end training of deep visuomotor policies"), then embedded as one token.
+    Coordinates are in [-1, 1] across the image, so the token says *where* a thing is, at sub-cell precision."""
+
+    def __init__(self, in_channels: int, keypoints: int, dim: int):
+        super().__init__()
+        self.detector = nn.Sequential(
+            nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1),
+            nn.GroupNorm(min(8, in_channels), in_channels),
+            nn.GELU(approximate="tanh"),
+            nn.Conv2d(in_channels, keypoints, kernel_size=1),
+        )
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.coordinate_proj = nn.Linear(2, dim)
+        self.keypoint_embedding = nn.Parameter(torch.randn(keypoints, dim) * 0.02)
+
+    def forward(self, features: Tensor) -> Tensor:
+        """features (N, C, H, W) -> tokens (N, keypoints, dim)."""
+        heat = self.detector(features)
+        n, k, height, width = heat.shape
+        attention = torch.softmax(heat.flatten(2) / self.log_temperature.exp(), dim=-1)
+        ys = torch.linspace(-1.0, 1.0, height, device=heat.device, dtype=attention.dtype)
+        xs = torch.linspace(-1.0, 1.0, width, device=heat.device, dtype=attention.dtype)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        grid = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)  # (H*W, 2)
+        coordinates = attention @ grid  # (N, K, 2)
+        return self.coordinate_proj(coordinates) + self.keypoint_embedding
+
+
 class SmallPrefixEncoder(nn.Module):
     """Compact CNN per camera (shared weights, per-camera embedding) + byte-text embedding + state token,
     fused by a small transformer. Trainable from scratch on a CPU."""
@@ -42,6 +72,12 @@ class SmallPrefixEncoder(nn.Module):
             *[conv_block(channels[i], channels[i + 1]) for i in range(len(channels) - 1)],
             nn.Conv2d(channels[-1], dim, kernel_size=3, stride=2, padding=1),
         )
+        # Keypoints read the map after the second block (stride 4), where a few-pixel object is still a cell.
+        self.keypoint_stage = min(2, len(channels) - 1)
+        self.keypoints = (
+            SpatialSoftmaxKeypoints(channels[self.keypoint_stage], config.image_keypoints, dim)
+            if config.image_keypoints > 0 else None
+        )
         grid = (height // downsampling) * (width // downsampling)
         self.image_position = nn.Parameter(torch.randn(grid, dim) * 0.02)
         self.camera_embedding = nn.Embedding(config.max_cameras, dim)
@@ -60,8 +96,11 @@ class SmallPrefixEncoder(nn.Module):
         """images: one (batch, 3, H, W) tensor in [0, 1] per camera, already resized."""
         batch = images[0].shape[0]
         stacked = torch.cat(images, dim=0)  # one conv pass for all cameras
-        features = self.image_encoder((stacked - 0.5) / 0.25)
+        early = self.image_encoder[: self.keypoint_stage]((stacked - 0.5) / 0.25)
+        features = self.image_encoder[self.keypoint_stage :](early)
         features = features.flatten(2).transpose(1, 2) + self.image_position
+        if self.keypoints is not None:
+            features = torch.cat([features, self.keypoints(early)], dim=1)
         features = features.view(len(images), batch, *features.shape[1:])
         camera = self.camera_embedding.weight[: len(images), None, None, :]
         return (features + camera).transpose(0, 1).reshape(batch, -1, features.shape[-1])

@@ -64,6 +64,11 @@ class FlowVLAConfig(PreTrainedConfig):
     n_heads: int = 6
     n_prefix_layers: int = 3
     image_encoder_channels: tuple[int, ...] = (32, 64, 128)
+    # Spatial-softmax keypoints per camera (0 = none): K learned detectors on the stride-4 feature map, each
+    # reduced to the expected (x, y) of its activation and given to the prefix as one token. A 2.5 cm cube is a
+    # few pixels wide; the coarse token grid (one token per 16x16 pixels) blurs where it is, a keypoint reads it
+    # to a fraction of a pixel.
+    image_keypoints: int = 0
     dim_feedforward_multiplier: int = 4
     dropout: float = 0.0
     # Text: "bytes" (UTF-8 bytes, ships with the package) or, with the pretrained backbone, its own tokenizer.
@@ -174,6 +179,8 @@ class FlowVLAConfig(PreTrainedConfig):
                 f"dim_model ({self.dim_model}) must be divisible by n_heads ({self.n_heads}) and expert_dim "
                 f"({self.expert_dim}) by expert_heads ({self.expert_heads})."
             )
+        if self.image_keypoints < 0:
+            raise ValueError(f"image_keypoints must be >= 0, got {self.image_keypoints}.")
         if self.max_shortcut_steps < 1 or self.max_shortcut_steps & (self.max_shortcut_steps - 1):
             raise ValueError(f"max_shortcut_steps must be a power of two, got {self.max_shortcut_steps}.")
         if not 0.0 <= self.outlier_exposure_fraction < 0.5:
