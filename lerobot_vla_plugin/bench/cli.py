@@ -10,6 +10,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "startup": ("lerobot_vla_plugin.bench.startup", "import cost our plugin adds to every lerobot-* command"),
     "policy": ("lerobot_vla_plugin.bench.policy", "flow_vla vs LeRobot ACT/SmolVLA: params, GFLOP, CPU latency, training speed"),
     "record": ("lerobot_vla_plugin.bench.record", "recording rate and camera fps: bare loop vs lerobot-vla record vs lerobot-record"),
+    "sim-success": ("lerobot_vla_plugin.bench.sim_success",
+                    "task success on the virtual SO-101: flow_vla (1/2/4/10 flow steps, data scaling) vs ACT"),
 }
 
 

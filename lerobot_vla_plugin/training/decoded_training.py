@@ -26,8 +26,18 @@ class TrainingResult:
     losses: list[tuple[int, float]] = field(default_factory=list)
 
 
+def save_checkpoint(policy, preprocessor, postprocessor, folder: Path) -> Path:
+    """The files of lerobot-train's `pretrained_model`: config, weights and both processor pipelines."""
+    policy.save_pretrained(folder)
+    preprocessor.save_pretrained(folder)
+    postprocessor.save_pretrained(folder)
+    return folder
+
+
 def train_policy(policy_cfg, data: DecodedFrameDataset, *, steps: int, batch_size: int, output_dir: Path,
-                 seed: int = 0, log_every: int = 100, log=print) -> TrainingResult:
+                 seed: int = 0, log_every: int = 100, save_every: int = 0, log=print) -> TrainingResult:
+    """`steps` optimizer steps; the final checkpoint goes to output_dir/pretrained_model, and with `save_every`
+    intermediate ones to output_dir/step_<n>/pretrained_model (for learning curves)."""
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
     torch.manual_seed(seed)
@@ -58,11 +68,10 @@ def train_policy(policy_cfg, data: DecodedFrameDataset, *, steps: int, batch_siz
                 running = []
                 elapsed = time.perf_counter() - start
                 log(f"step {step}/{steps} loss {mean:.4f} ({step * batch_size / elapsed:.1f} samples/s)")
+            if save_every and step % save_every == 0 and step < steps:
+                save_checkpoint(policy, preprocessor, postprocessor, Path(output_dir) / f"step_{step}" / "pretrained_model")
             if step >= steps:
                 break
     wall_s = time.perf_counter() - start
-    checkpoint = Path(output_dir) / "pretrained_model"
-    policy.save_pretrained(checkpoint)
-    preprocessor.save_pretrained(checkpoint)
-    postprocessor.save_pretrained(checkpoint)
+    checkpoint = save_checkpoint(policy, preprocessor, postprocessor, Path(output_dir) / "pretrained_model")
     return TrainingResult(checkpoint, steps, wall_s, steps * batch_size / wall_s, losses)
