@@ -3,23 +3,28 @@
 #   1. record a hands-free demo dataset through the real teleop path (scripted leader -> follower -> physics),
 #      with two language tasks, crash-safe;
 #   2. gate it with the dataset quality report (`lerobot-vla dataset-report --strict`): a blocking FAIL stops here;
-#   3. fine-tune the flow_vla policy on it with stock `lerobot-train`.
-# Sizes are small so it finishes in minutes on a laptop CPU; raise DEMO_EPISODES / DEMO_TRAIN_STEPS for a
-# policy that actually solves the task.
+#   3. fine-tune the flow_vla policy on it with stock `lerobot-train`;
+#   4. roll the checkpoint out on fresh scenes (evaluation seeds, never recorded) with asynchronous inference and
+#      real-time chunking, each chunk charged its measured latency, and count successes per task;
+#   5. write the report folder $DEMO_OUT/report (success table, loss curve, frames, stage times, the commands).
 #
 # Re-running keeps finished work: recording resumes the dataset in $DEMO_OUT (also after a run that died
 # mid-recording) up to DEMO_EPISODES episodes; training is skipped when a checkpoint for the same dataset and
 # step count exists, continued from it when only DEMO_TRAIN_STEPS grew, and otherwise redone (the old training
 # folder is kept next to it).
 #
-# Usage: ./examples/demo.sh [--ignore-quality] [--fresh]
+# Usage: ./examples/demo.sh [--ignore-quality] [--fresh] [--quick]
 #   --ignore-quality  train even when the dataset report has a blocking FAIL
 #   --fresh           start over: the previous run folder is renamed to $DEMO_OUT.<date-time>, not deleted
-# Environment: DEMO_OUT (default outputs/demo), DEMO_EPISODES (8), DEMO_TRAIN_STEPS (300).
+#   --quick           smoke-test sizes (2 episodes, 2 training steps, 2 two-second evaluation scenes); the
+#                     policy cannot succeed at this size
+# Environment: DEMO_OUT (default outputs/demo), DEMO_EPISODES (8), DEMO_TRAIN_STEPS (300), DEMO_EVAL_EPISODES (10),
+# DEMO_EVAL_EPISODE_S (simulated seconds per evaluation try, 20).
 set -euo pipefail
-IGNORE_QUALITY=0 FRESH=0
+IGNORE_QUALITY=0 FRESH=0 QUICK=0
 for arg in "$@"; do
   case "$arg" in
+    --quick) QUICK=1 ;;
     --ignore-quality) IGNORE_QUALITY=1 ;;
     --fresh) FRESH=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -31,16 +36,37 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1
 OUT="${DEMO_OUT:-outputs/demo}"
-EPISODES="${DEMO_EPISODES:-8}"
-STEPS="${DEMO_TRAIN_STEPS:-300}"
-if ! [[ "$EPISODES" =~ ^[1-9][0-9]*$ && "$STEPS" =~ ^[1-9][0-9]*$ ]]; then
-  echo "error: DEMO_EPISODES and DEMO_TRAIN_STEPS must be positive whole numbers" >&2
+if ((QUICK)); then
+  EPISODES="${DEMO_EPISODES:-2}" STEPS="${DEMO_TRAIN_STEPS:-2}" EVAL_EPISODES="${DEMO_EVAL_EPISODES:-2}"
+  EVAL_EPISODE_S="${DEMO_EVAL_EPISODE_S:-2}"
+else
+  EPISODES="${DEMO_EPISODES:-8}" STEPS="${DEMO_TRAIN_STEPS:-300}" EVAL_EPISODES="${DEMO_EVAL_EPISODES:-10}"
+  EVAL_EPISODE_S="${DEMO_EVAL_EPISODE_S:-20}"
+fi
+if ! [[ "$EPISODES" =~ ^[1-9][0-9]*$ && "$STEPS" =~ ^[1-9][0-9]*$ && "$EVAL_EPISODES" =~ ^[1-9][0-9]*$ &&
+        "$EVAL_EPISODE_S" =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: DEMO_EPISODES, DEMO_TRAIN_STEPS, DEMO_EVAL_EPISODES and DEMO_EVAL_EPISODE_S must be positive" \
+       "whole numbers" >&2
   exit 2
 fi
 DATASET="$OUT/so101_virtual_demo"
 TRAIN="$OUT/train"
 CHECKPOINT="$TRAIN/checkpoints/last/pretrained_model"
 TRAINED_STAMP="$OUT/trained_on.txt"  # "<dataset fingerprint> steps=<n>" of the finished checkpoint
+EVAL="$OUT/eval_round0"
+EVALUATED_STAMP="$OUT/evaluated.txt"  # "<trained stamp> episodes=<n>" of the finished evaluation
+
+stage() {  # stage NAME NOTE COMMAND...: run it, log the exact command to commands.sh and its wall time
+  local name="$1" note="$2" start=$SECONDS
+  shift 2
+  printf '%q ' "$@" >> "$OUT/commands.sh"
+  echo >> "$OUT/commands.sh"
+  local status=0
+  "$@" || status=$?
+  printf '%s\t%s\t%s\n' "$name" "$((SECONDS - start))" "$note$( ((status)) && echo " (exit $status)")" \
+    >> "$OUT/stage_times.tsv"
+  return "$status"
+}
 
 keep_aside() {  # rename a folder to <folder>.<date-time> instead of deleting it; prints the new name
   local kept
@@ -68,17 +94,18 @@ fi
 
 have="$(dataset_info total_episodes)"
 if ((have >= EPISODES)); then
-  echo "== 1/3 $DATASET already holds $have episodes (DEMO_EPISODES=$EPISODES): recording skipped"
+  echo "== 1/5 $DATASET already holds $have episodes (DEMO_EPISODES=$EPISODES): recording skipped"
 else
   resume=()
   if [[ -d "$DATASET" ]]; then
     resume=(--resume)
-    echo "== 1/3 resuming $DATASET: $have episodes recorded, $((EPISODES - have)) to go"
+    echo "== 1/5 resuming $DATASET: $have episodes recorded, $((EPISODES - have)) to go"
   else
-    echo "== 1/3 recording $EPISODES hands-free episodes on the virtual SO-101 -> $DATASET"
+    echo "== 1/5 recording $EPISODES hands-free episodes on the virtual SO-101 -> $DATASET"
   fi
   # --resume records --dataset.num_episodes more; the episode index (not this session) picks task and scene.
-  .venv/bin/lerobot-vla record --virtual so101 --tasks red,blue --keyboard none --report=false "${resume[@]}" \
+  stage record "$((EPISODES - have)) episodes" \
+    .venv/bin/lerobot-vla record --virtual so101 --tasks red,blue --keyboard none --report=false "${resume[@]}" \
     --dataset.repo_id local/so101_virtual_demo --dataset.root "$DATASET" \
     --dataset.num_episodes "$((EPISODES - have))" || {
     echo "error: recording stopped; the $(dataset_info total_episodes) finished episodes are kept in $DATASET." \
@@ -87,9 +114,9 @@ else
   }
 fi
 
-echo "== 2/3 dataset report (quality gate)"
+echo "== 2/5 dataset report (quality gate)"
 report_status=0
-.venv/bin/lerobot-vla dataset-report "$DATASET" --repo-id local/so101_virtual_demo --min-tasks 2 \
+stage dataset-report "" .venv/bin/lerobot-vla dataset-report "$DATASET" --repo-id local/so101_virtual_demo --min-tasks 2 \
   --strict --plot "${DATASET}_report.png" || report_status=$?
 if ((report_status > 1)); then
   echo "error: the dataset report could not read $DATASET (above); not training." >&2
@@ -108,24 +135,40 @@ fi
 want="episodes=$(dataset_info total_episodes) frames=$(dataset_info total_frames)"
 done_before="$(cat "$TRAINED_STAMP" 2>/dev/null || true)"
 if [[ -d "$CHECKPOINT" && "$done_before" == "$want steps=$STEPS" ]]; then
-  echo "== 3/3 $CHECKPOINT is already trained on this dataset ($want) for $STEPS steps: training skipped"
+  echo "== 3/5 $CHECKPOINT is already trained on this dataset ($want) for $STEPS steps: training skipped"
 elif [[ -d "$CHECKPOINT" && "$done_before" == "$want steps="* && "${done_before##*steps=}" -lt "$STEPS" ]]; then
-  echo "== 3/3 continuing training on the same dataset from step ${done_before##*steps=} to $STEPS -> $TRAIN"
+  echo "== 3/5 continuing training on the same dataset from step ${done_before##*steps=} to $STEPS -> $TRAIN"
   # lerobot-train finds the checkpoint to resume only from the --config_path=... form.
-  .venv/bin/lerobot-train --config_path="$CHECKPOINT/train_config.json" --resume=true \
-    --steps="$STEPS" --save_freq="$STEPS"
+  stage train "resumed to $STEPS steps" .venv/bin/lerobot-train --config_path="$CHECKPOINT/train_config.json" \
+    --resume=true --steps="$STEPS" --save_freq="$STEPS" 2>&1 | tee -a "$OUT/train.log"
   echo "$want steps=$STEPS" > "$TRAINED_STAMP"
 else
   if [[ -e "$TRAIN" ]]; then
     echo "== the training in $TRAIN is for other data or steps, or unfinished; kept in $(keep_aside "$TRAIN")"
   fi
   rm -f "$TRAINED_STAMP"
-  echo "== 3/3 fine-tuning flow_vla for $STEPS steps with stock lerobot-train -> $TRAIN"
-  .venv/bin/lerobot-train --config_path recipes/so101_virtual_demo_small_cpu.json \
+  echo "== 3/5 fine-tuning flow_vla for $STEPS steps with stock lerobot-train -> $TRAIN"
+  rm -f "$OUT/train.log"
+  stage train "$STEPS steps" .venv/bin/lerobot-train --config_path recipes/so101_virtual_demo_small_cpu.json \
     --dataset.root "$DATASET" --output_dir "$TRAIN" \
-    --steps "$STEPS" --save_freq "$STEPS" --log_freq 50 --num_workers 0
+    --steps "$STEPS" --save_freq "$STEPS" --log_freq 50 --num_workers 0 2>&1 | tee -a "$OUT/train.log"
   echo "$want steps=$STEPS" > "$TRAINED_STAMP"
 fi
 
+evaluated="$(cat "$TRAINED_STAMP") episodes=$EVAL_EPISODES seconds=$EVAL_EPISODE_S"
+if [[ -f "$EVAL/eval_episodes.json" && "$(cat "$EVALUATED_STAMP" 2>/dev/null || true)" == "$evaluated" ]]; then
+  echo "== 4/5 $CHECKPOINT is already evaluated on $EVAL_EPISODES fresh scenes: evaluation skipped"
+else
+  [[ -e "$EVAL" ]] && echo "== the evaluation in $EVAL is for another checkpoint; kept in $(keep_aside "$EVAL")"
+  rm -f "$EVALUATED_STAMP"
+  echo "== 4/5 rolling $CHECKPOINT out on $EVAL_EPISODES fresh scenes (async inference + RTC, measured delay)"
+  stage evaluate "$EVAL_EPISODES scenes, async + RTC" .venv/bin/lerobot-vla eval --policy.path="$CHECKPOINT" \
+    --virtual so101 --eval.episodes "$EVAL_EPISODES" --eval.episode_time_s "$EVAL_EPISODE_S" \
+    --eval.inference async --output_dir "$EVAL"
+  echo "$evaluated" > "$EVALUATED_STAMP"
+fi
+
+echo "== 5/5 report"
+.venv/bin/lerobot-vla demo-report "$OUT"
 echo "Done: dataset $DATASET (report: ${DATASET}_report.png),"
-echo "      checkpoint $CHECKPOINT (load with --policy.path)."
+echo "      checkpoint $CHECKPOINT (load with --policy.path), success on fresh scenes in $OUT/report/README.md."
