@@ -182,3 +182,15 @@ def test_servo_step_mapping_is_centered_and_invertible():
     angles = np.linspace(-2.7, 2.8, 11)
     np.testing.assert_allclose(servo_steps_to_joint(joint_to_servo_steps(angles)), angles, atol=np.pi / 4096)
     assert joint_to_servo_steps(np.array([4.0]))[0] == 4095  # clipped to the 12-bit encoder range
+
+
+def test_demonstration_ends_open_and_lifted_clear_above_the_bowl_not_back_at_rest():
+    """Demonstrations stop once the cube is released: a return to the rest pose would make an episode's end look
+    like its start to a policy (arm at rest over the table) and teach it to stay put."""
+    sim = SO101Sim(seed=4)
+    succeeded, _ = run_demonstration(sim, "red", operator_seed=104)
+    assert succeeded
+    gripper = sim.data.xpos[sim.model.body("gripper").id]
+    bowl = sim.object_positions()["bowl"]
+    assert np.linalg.norm(gripper[:2] - bowl[:2]) < 0.06 and gripper[2] > 0.05
+    assert np.abs(sim.joint_positions()[:5] - REST_POSE[:5]).max() > 0.3
