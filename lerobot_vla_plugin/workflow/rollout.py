@@ -77,6 +77,8 @@ class Rollout:
         self.runner = None
         self.recorder = None
         self.rig = None
+        self.teleop = None
+        self.hand_off = None
 
     # -- the run ----------------------------------------------------------------------------------------------
 
@@ -91,6 +93,8 @@ class Rollout:
             self._open_dataset()
             if self.robot is not None and not self.robot.is_connected:
                 self.robot.connect()
+            if self.teleop is not None and not self.teleop.is_connected:
+                self.teleop.connect()
             self._start_runner()
             self._episodes()
         except DatasetRootError as exc:
@@ -117,12 +121,17 @@ class Rollout:
             from lerobot_vla_plugin.evaluation.evaluator import VirtualRig
 
             shapes = {key: tuple(feature.shape) for key, feature in cfg.policy.image_features.items()}
-            self.rig = VirtualRig(fps=cfg.rollout.fps, image_shapes=shapes, lockstep=uses_lockstep(cfg)).__enter__()
-            self.robot = self.rig.robot
+            self.rig = VirtualRig(fps=cfg.rollout.fps, image_shapes=shapes, lockstep=uses_lockstep(cfg),
+                                  leader=cfg.rollout.hand_off).__enter__()
+            self.robot, self.teleop = self.rig.robot, self.rig.teleop
         else:
             from lerobot.robots.utils import make_robot_from_config
 
             self.robot = make_robot_from_config(cfg.robot)
+            if cfg.teleop is not None:
+                from lerobot.teleoperators.utils import make_teleoperator_from_config
+
+                self.teleop = make_teleoperator_from_config(cfg.teleop)
 
     def _open_dataset(self) -> None:
         """Before the arm is connected: a dataset root that cannot be used must not move the arm."""
@@ -152,7 +161,37 @@ class Rollout:
         from lerobot_vla_plugin.rollout.loop import ControlLoop
 
         cfg, r = self.cfg, self.cfg.rollout
-        loop = ControlLoop(self.robot, self.runner, fps=r.fps, lockstep=uses_lockstep(cfg), watchdog_s=r.watchdog_s)
+        self.hand_off = self._make_hand_off()
+        loop = ControlLoop(self.robot, self.runner, fps=r.fps, lockstep=uses_lockstep(cfg), watchdog_s=r.watchdog_s,
+                           hand_off=self.hand_off)
+        with self._hand_off_key():
+            self._run_episodes(loop)
+
+    def _make_hand_off(self):
+        if self.teleop is None:
+            return None
+        from lerobot_vla_plugin.rollout.handoff import LeaderHandOff
+
+        virtual = self.rig.virtual if self.rig is not None else None
+        return LeaderHandOff(
+            self.teleop, max_step=self.cfg.rollout.hand_off_step, out=self.out,
+            # The scripted operator plays the person: takes the leader when asked, hands back when done.
+            on_take_leader=virtual.operator_take_over if virtual is not None else None,
+            human_done=(lambda: virtual.demonstration_done) if virtual is not None else None)
+
+    def _hand_off_key(self):
+        """`h` in the terminal takes over / hands back (when there is a leader and a terminal)."""
+        import contextlib
+
+        from .keyboard import TerminalKeyReader
+
+        if self.hand_off is None or not TerminalKeyReader.available():
+            return contextlib.nullcontext()
+        self.out("Press h to take over from the policy with the leader arm, h again to hand back.")
+        return TerminalKeyReader(lambda key: self.hand_off.toggle() if key == "h" else None)
+
+    def _run_episodes(self, loop) -> None:
+        cfg, r = self.cfg, self.cfg.rollout
         on_tick = self._tick_callback()
         max_ticks = max(1, round(r.episode_time_s * r.fps))
         if cfg.virtual is not None:
@@ -239,6 +278,8 @@ class Rollout:
         if self.runner is not None:
             self.runner.close()
         try:
+            if self.rig is None and self.teleop is not None and self.teleop.is_connected:
+                self.teleop.disconnect()
             if self.rig is not None:
                 self.rig.__exit__()
             elif self.robot is not None and self.robot.bus.is_connected:
