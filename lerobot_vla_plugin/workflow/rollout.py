@@ -5,7 +5,7 @@
         --policy.path=outputs/train/flow_vla/checkpoints/last/pretrained_model \\
         --task "put the red cube in the bowl" [--rollout.episodes N] [--rollout.episode_time_s S] \\
         [--rollout.fps 30] [--rollout.inference async|sync] [--dataset.repo_id=me/eval_pick --dataset.root=DIR] \\
-        [--display_data true] [--output_dir DIR]
+        [--display_data true] [--output_dir DIR] [--teleop.type=vla_so101_leader --teleop.port=... --teleop.id=leader]
     lerobot-vla rollout --virtual so101 --policy.path=DIR [--task "put the red cube in the bowl"] ...
 
 Any registered robot and any LeRobot policy type (loaded with its saved processors). Inference is asynchronous by
@@ -19,6 +19,13 @@ rollout stops with a message; every action goes through the follower's clamps (l
 goals refused); a chunk that is late leaves the arm playing out what it has, then holding; the watchdog stops the
 loop (torque off at once) when a tick hangs in the policy, a camera or the bus; torque goes off on every exit
 path (the arms' exit guard: disconnect, exceptions, Ctrl-C, SIGTERM, interpreter exit).
+
+Hand-off (rollout/handoff.py): with a leader arm (`--teleop.type=vla_so101_leader --teleop.port=... --teleop.id=...`;
+on the virtual arm `--rollout.hand_off true`, its scripted operator playing the person), a chunk whose uncertainty
+passes the policy's threshold (`--policy.uncertainty_threshold=X` overrides the checkpoint's) or the key h pauses
+the policy and hands the arm over without a jump: an SO-101 leader is first driven to the follower's pose, then
+released; other leaders get the follower ramped to them. h hands back. Those frames are recorded as interventions;
+rollout/flywheel.py merges them with the demonstrations for the next fine-tune.
 
 With `--dataset.repo_id` the rollout is recorded through the crash-safe writer (rollout/recording.py), with the
 per-frame features `intervention`, `uncertainty`, `inference_latency_ms` and, on the virtual arm, each episode's
