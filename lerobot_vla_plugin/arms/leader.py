@@ -91,12 +91,16 @@ class ArmLeader(Teleoperator):
     `configure` and `calibrate`."""
 
     bus_class: type
+    # Whether the leader's servos can be torqued to hold a pose: the rollout's hand-off then drives the leader to
+    # the follower's pose before a person takes it (see rollout/handoff.py), else it ramps the follower instead.
+    can_hold_pose = False
 
     def __init__(self, config):
         super().__init__(config)
         self.config = config
         self.bus = self.bus_class(port=config.port, motors=self._make_motors(), calibration=self.calibration)
         self._read_ahead: ReadAhead | None = None
+        self._holding = False
 
     def _make_motors(self) -> dict[str, Motor]:
         raise NotImplementedError
@@ -160,6 +164,25 @@ class ArmLeader(Teleoperator):
         else:
             positions = self.bus.sync_read("Present_Position")
         return {f"{motor}.pos": value for motor, value in positions.items()}
+
+    def hold_pose(self, action: dict[str, float]) -> None:
+        """Torque on, holding `action` (the units `get_action` reads). The goal is written before the torque, so
+        the first call holds the leader where it is when given its present pose."""
+        if not self.can_hold_pose:
+            raise NotImplementedError(f"{self} cannot hold a pose.")
+        if self._read_ahead is not None:
+            self._read_ahead.wait_idle()  # the bus is ours for the write
+        self.bus.sync_write("Goal_Position", {key.removesuffix(".pos"): value for key, value in action.items()})
+        if not self._holding:
+            self.bus.enable_torque()
+            self._holding = True
+
+    def release_pose(self) -> None:
+        """Torque off: the leader is a person's again."""
+        if self._read_ahead is not None:
+            self._read_ahead.wait_idle()
+        self.bus.disable_torque()
+        self._holding = False
 
     def send_feedback(self, feedback: dict[str, float]) -> None:
         raise NotImplementedError(f"{self} has no force feedback.")

@@ -44,6 +44,15 @@ def virtual_follower_config(virtual, calibration_dir: Path, cameras: dict):
         observation_reuse_ms=LOCKSTEP_OBSERVATION_REUSE_MS if virtual.lockstep else 2.0)
 
 
+def virtual_leader_config(virtual, calibration_dir: Path):
+    """A `vla_so101_leader` config on `virtual`'s leader port, calibrated as the virtual leader's servos are."""
+    from lerobot_vla_plugin.teleoperators.so_leader.config_so_leader import VlaSO101LeaderConfig
+
+    leader_id = "virtual_leader"
+    virtual.write_calibration_file(Path(calibration_dir) / f"{leader_id}.json", "leader")
+    return VlaSO101LeaderConfig(port=virtual.leader_port, id=leader_id, calibration_dir=Path(calibration_dir))
+
+
 def follower_action_from_joint_angles(q_rad: np.ndarray, joint_limits_rad: np.ndarray) -> dict[str, float]:
     """Joint radians -> the follower's action units: degrees for the arm joints (the virtual arm's calibration
     reads the simulated angle), 0..100 of the calibrated range for the gripper."""

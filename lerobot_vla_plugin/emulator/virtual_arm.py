@@ -35,7 +35,13 @@ from lerobot_vla_plugin.sim.so101 import JOINT_NAMES, TASKS, SO101Sim
 from .arms import SO_JOINTS, build_arm_logic
 from .bus import EmulatedBus, LinkFaults
 from .link import TimingModel
-from .physics import ControlTickLogic, PhysicsArm, joint_rad_to_actual_steps, physics_calibration_steps
+from .physics import (
+    ControlTickLogic,
+    PhysicsArm,
+    actual_steps_to_joint_rad,
+    joint_rad_to_actual_steps,
+    physics_calibration_steps,
+)
 
 # The leader's horns sit elsewhere on their encoders than the follower's: each arm needs its own calibration.
 LEADER_MOUNT_OFFSETS_STEPS: dict[str, int] = {
@@ -91,17 +97,20 @@ class VirtualSO101:
     control tick), otherwise it follows the wall clock. calibrated: the servos' EEPROM already holds the
     calibration that `calibration()` returns, as after a careful `lerobot-calibrate`.
     camera_socket: a path, True for a default path under the discovery directory, or None for none.
+    operator_on_call: the scripted operator does not demonstrate each episode on its own; its hand rests on the
+    leader until `operator_take_over()` (a rollout's hand-off), as a person supervising a policy would.
     """
 
     def __init__(self, *, lockstep: bool = False, control_hz: float = 30.0, leader: bool = True,
                  task: str = "red", seed: int = 0, calibrated: bool = True, camera_socket: str | bool | None = True,
                  timing: TimingModel | None = None, faults: LinkFaults | None = None,
-                 scene_path: str | Path | None = None):
+                 scene_path: str | Path | None = None, operator_on_call: bool = False):
         if task not in TASKS:
             raise KeyError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
         if control_hz <= 0:
             raise ValueError(f"control_hz must be positive, got {control_hz}")
         self.lockstep = lockstep
+        self.operator_on_call = operator_on_call
         self.control_period_s = 1.0 / control_hz
         self.task = task
         self.seed = seed
@@ -211,14 +220,38 @@ class VirtualSO101:
             self.task = task
             self.episode += 1
             mujoco.mj_copyData(planning.data, planning.model, self.sim.data)
+        if self.operator_on_call:
+            with self.lock:
+                self._episode_start_s = self.sim.time_s
+        else:
+            self._start_operator(planning)
+        return self.status()
+
+    def operator_take_over(self) -> None:
+        """The scripted operator takes the leader where it is (where a hand-off has just put it, on the follower's
+        pose) and does the current task from the scene as it is now."""
+        if self.leader_bus is None:
+            raise RuntimeError("this virtual arm has no leader for the operator to take")
+        with self._episode_lock:
+            if self._planning_sim is None:
+                self._planning_sim = SO101Sim(self.sim.scene_path)
+            planning = self._planning_sim
+            with self.lock:
+                mujoco.mj_copyData(planning.data, planning.model, self.sim.data)
+                hand = np.array([actual_steps_to_joint_rad(joint, self.leader_bus.servo(SO_JOINTS.index(joint) + 1)
+                                                           .actuator.position_steps, LEADER_MOUNT_OFFSETS_STEPS)
+                                 for joint in JOINT_NAMES])
+            planning.set_joint_positions(hand)
+            self._start_operator(planning)
+
+    def _start_operator(self, planning: SO101Sim) -> None:
         # Planning (IK along the whole path) takes a good fraction of a second: done on a snapshot, outside
         # the lock, so the servo buses keep answering in time meanwhile.
-        operator = ScriptedOperator(planning, task, self._operator_rng)
+        operator = ScriptedOperator(planning, self.task, self._operator_rng)
         operator.plan()
         with self.lock:
             self.operator = operator
             self._episode_start_s = self.sim.time_s
-        return self.status()
 
     @property
     def episode_time_s(self) -> float:

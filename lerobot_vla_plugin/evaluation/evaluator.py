@@ -152,40 +152,52 @@ class VirtualEvaluator:
 
 
 class VirtualRig:
-    """The virtual SO-101 (lockstep by default, no leader) and our follower robot on it, cameras as the policy
-    sees them. `lockstep=False`: simulated time follows the wall clock, as a real arm's does.
+    """The virtual SO-101 (lockstep by default) and our follower robot on it, cameras as the policy sees them.
+    `lockstep=False`: simulated time follows the wall clock, as a real arm's does. `leader=True`: also the
+    leader arm with our `vla_so101_leader` on it (`rig.teleop`), its scripted operator on call for a hand-off.
 
         with VirtualRig(fps=30, image_shapes={"observation.images.front": (3, 96, 128)}) as rig:
             rig.virtual, rig.robot
     """
 
-    def __init__(self, *, fps: int, image_shapes: dict[str, tuple[int, ...]], lockstep: bool = True):
+    def __init__(self, *, fps: int, image_shapes: dict[str, tuple[int, ...]], lockstep: bool = True,
+                 leader: bool = False):
         self.fps = fps
         self.image_shapes = image_shapes
         self.lockstep = lockstep
+        self.leader = leader
         self.virtual = None
         self.robot = None
+        self.teleop = None
         self._calibration_dir: Path | None = None
 
     def __enter__(self) -> VirtualRig:
         from lerobot.robots.utils import make_robot_from_config
+        from lerobot.teleoperators.utils import make_teleoperator_from_config
 
+        from lerobot_vla_plugin.arms.virtual_so101 import virtual_leader_config
         from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101
 
         try:
-            self.virtual = VirtualSO101(lockstep=self.lockstep, control_hz=self.fps, leader=False,
-                                        camera_socket=None).start()
+            self.virtual = VirtualSO101(lockstep=self.lockstep, control_hz=self.fps, leader=self.leader,
+                                        camera_socket=None, operator_on_call=self.leader).start()
             self._calibration_dir = Path(tempfile.mkdtemp(prefix="lerobot-vla-eval-calibration-"))
             config = virtual_follower_config(self.virtual, self._calibration_dir,
                                              cameras_for_image_features(self.image_shapes, self.fps))
             self.robot = make_robot_from_config(config)
             self.robot.connect()
+            if self.leader:
+                self.teleop = make_teleoperator_from_config(virtual_leader_config(self.virtual,
+                                                                                  self._calibration_dir))
+                self.teleop.connect()
         except BaseException:
             self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc_info) -> None:
+        if self.teleop is not None and self.teleop.is_connected:
+            self.teleop.disconnect()
         if self.robot is not None and self.robot.is_connected:
             self.robot.disconnect()
         if self.virtual is not None:

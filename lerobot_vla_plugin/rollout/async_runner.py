@@ -137,6 +137,13 @@ class AsyncPolicyRunner:
             raise
         return self._execute(observation)
 
+    def pause(self) -> None:
+        """A person takes the arm: the queue and the chunk being computed are dropped (it may still finish in its
+        thread; nothing reads it). The next `act` starts afresh from that tick's observation, the arm kept where
+        it is until the first new chunk arrives, executed from its start."""
+        self._abandon_request(wait=False)
+        self.queue.clear()
+
     # -- what the loop measures --------------------------------------------------------------------------------
 
     def expected_delay_ticks(self) -> int:

@@ -4,7 +4,8 @@ Every command that lets a policy drive an arm runs this loop: `lerobot-vla rollo
 recording) and the evaluator (the virtual arm, without recording, plus its report). Per tick it:
 
 1. waits for the tick (wall schedule, or nothing on the lockstep virtual arm),
-2. reads the observation, asks the runner for this tick's action (an asynchronous runner answers at once from
+2. reads the observation, asks the hand-off whether a person has the arm (then its action is sent and the
+   runner is paused), else asks the runner for this tick's action (an asynchronous runner answers at once from
    its queue; a runner that gives up raises `RunnerFault`: the arm is sent the fault's hold target and the
    episode ends with the fault's message),
 3. sends it through the robot, whose own guard clamps it (limits, per-step limit, non-finite goals refused),
@@ -38,14 +39,21 @@ class LoopStalled(RuntimeError):
 
 
 class HandOff:
-    """Who drives the arm. The rollout has no hand-off yet: the policy always does, so every frame records
-    `intervention = False`. A hand-off (uncertainty- or human-triggered) replaces this object: `observe_chunk`
-    sees each chunk's uncertainty score as it joins, and `intervening` says whether a person drives this tick."""
+    """Who drives the arm. This one never hands off: the policy always drives, every frame records
+    `intervention = False`. `rollout/handoff.py`'s `LeaderHandOff` hands the arm to a person on the leader:
+    `observe_chunk` sees each chunk's uncertainty score as it starts executing, `drive` gives the tick's action
+    while the policy is paused (None: the policy drives), and `intervening` says whether a person has the arm."""
 
     intervening = False
     interventions = 0
 
     def observe_chunk(self, score: float, threshold: float | None) -> None:
+        pass
+
+    def drive(self, observation: dict, last_target: dict | None) -> dict | None:
+        return None
+
+    def new_episode(self) -> None:
         pass
 
 
@@ -68,13 +76,24 @@ class RunnerProbe:
         self._latencies = 0
         self._stalls = 0
         self._startup = 0
+        self._chunk_offset = 0  # chunks merged before the last pause: scores restart there
 
     def start_episode(self) -> None:
         estimator = getattr(self.runner, "estimator", None)
         self._latencies = len(estimator.all_latencies_s) if estimator is not None else 0
-        self._stalls = self._startup = 0
+        self._stalls = self._startup = self._chunk_offset = 0
         if hasattr(self.policy, "new_episode"):
             self.policy.new_episode()
+
+    def pause(self) -> None:
+        """A person took the arm: the runner drops its queue and the chunk in flight (whose score, still to come,
+        belongs to no executed chunk), and scores count again from the next chunk."""
+        pause = getattr(self.runner, "pause", None)
+        if pause is not None:
+            pause()
+        if hasattr(self.policy, "new_episode"):
+            self.policy.new_episode()
+        self._chunk_offset = self.chunks
 
     def after_act(self) -> TickInfo:
         runner = self.runner
@@ -104,6 +123,7 @@ class RunnerProbe:
 
     def chunk_score(self, index: int) -> float:
         policy = self.policy
+        index -= self._chunk_offset
         return policy.chunk_score(index) if hasattr(policy, "chunk_score") else float("nan")
 
     @property
@@ -256,6 +276,7 @@ class ControlLoop:
         """Up to `max_ticks` ticks of `instruction`; `until()` (after each tick) ends the episode early."""
         self.runner.reset(instruction)
         self.probe.start_episode()
+        self.hand_off.new_episode()
         names = list(self.robot.action_features)
         trace = EpisodeTrace(joint_names=names)
         interventions_before = self.hand_off.interventions
@@ -264,6 +285,8 @@ class ControlLoop:
         self.pacer.start()
         watchdog = LoopWatchdog(self.robot, self._tick_limit_s) if self.watchdog_s is not None else None
         tick = 0
+        sent: dict | None = None
+        paused = False
         try:
             if watchdog is not None:
                 watchdog.__enter__()
@@ -274,15 +297,23 @@ class ControlLoop:
                 if before_tick is not None:
                     before_tick(tick)
                 observation = self.robot.get_observation()
-                try:
-                    action = self.runner.act(observation)
-                except RunnerFault as fault:
-                    error = str(fault)
-                    hold = getattr(fault, "hold_action", None)
-                    if hold is not None:
-                        self.robot.send_action(hold)
-                    break
-                info = self.probe.after_act()
+                action = self.hand_off.drive(observation, sent)
+                if action is not None:  # a person has the arm (or it is being handed over): the policy waits
+                    if not paused:
+                        self.probe.pause()
+                        paused = True
+                    info = TickInfo()
+                else:
+                    paused = False
+                    try:
+                        action = self.runner.act(observation)
+                    except RunnerFault as fault:
+                        error = str(fault)
+                        hold = getattr(fault, "hold_action", None)
+                        if hold is not None:
+                            self.robot.send_action(hold)
+                        break
+                    info = self.probe.after_act()
                 sent = self.robot.send_action(action)
                 if info.chunk_latency_s is not None:
                     trace.chunk_latencies.append((tick, info.chunk_latency_s))

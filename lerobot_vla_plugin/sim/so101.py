@@ -153,6 +153,11 @@ class SO101Sim:
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self._qpos_adr].copy()
 
+    def set_joint_positions(self, q_rad: np.ndarray) -> None:
+        """Put the arm's joints at `q_rad` (a planning snapshot's pose; the physics would not move there)."""
+        self.data.qpos[self._qpos_adr] = np.asarray(q_rad, dtype=np.float64).reshape(len(JOINT_NAMES))
+        mujoco.mj_forward(self.model, self.data)
+
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self._qvel_adr].copy()
 

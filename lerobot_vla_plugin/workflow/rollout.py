@@ -5,7 +5,7 @@
         --policy.path=outputs/train/flow_vla/checkpoints/last/pretrained_model \\
         --task "put the red cube in the bowl" [--rollout.episodes N] [--rollout.episode_time_s S] \\
         [--rollout.fps 30] [--rollout.inference async|sync] [--dataset.repo_id=me/eval_pick --dataset.root=DIR] \\
-        [--display_data true] [--output_dir DIR]
+        [--display_data true] [--output_dir DIR] [--teleop.type=vla_so101_leader --teleop.port=... --teleop.id=leader]
     lerobot-vla rollout --virtual so101 --policy.path=DIR [--task "put the red cube in the bowl"] ...
 
 Any registered robot and any LeRobot policy type (loaded with its saved processors). Inference is asynchronous by
@@ -19,6 +19,13 @@ rollout stops with a message; every action goes through the follower's clamps (l
 goals refused); a chunk that is late leaves the arm playing out what it has, then holding; the watchdog stops the
 loop (torque off at once) when a tick hangs in the policy, a camera or the bus; torque goes off on every exit
 path (the arms' exit guard: disconnect, exceptions, Ctrl-C, SIGTERM, interpreter exit).
+
+Hand-off (rollout/handoff.py): with a leader arm (`--teleop.type=vla_so101_leader --teleop.port=... --teleop.id=...`;
+on the virtual arm `--rollout.hand_off true`, its scripted operator playing the person), a chunk whose uncertainty
+passes the policy's threshold (`--policy.uncertainty_threshold=X` overrides the checkpoint's) or the key h pauses
+the policy and hands the arm over without a jump: an SO-101 leader is first driven to the follower's pose, then
+released; other leaders get the follower ramped to them. h hands back. Those frames are recorded as interventions;
+rollout/flywheel.py merges them with the demonstrations for the next fine-tune.
 
 With `--dataset.repo_id` the rollout is recorded through the crash-safe writer (rollout/recording.py), with the
 per-frame features `intervention`, `uncertainty`, `inference_latency_ms` and, on the virtual arm, each episode's
@@ -77,6 +84,8 @@ class Rollout:
         self.runner = None
         self.recorder = None
         self.rig = None
+        self.teleop = None
+        self.hand_off = None
 
     # -- the run ----------------------------------------------------------------------------------------------
 
@@ -91,6 +100,8 @@ class Rollout:
             self._open_dataset()
             if self.robot is not None and not self.robot.is_connected:
                 self.robot.connect()
+            if self.teleop is not None and not self.teleop.is_connected:
+                self.teleop.connect()
             self._start_runner()
             self._episodes()
         except DatasetRootError as exc:
@@ -117,12 +128,17 @@ class Rollout:
             from lerobot_vla_plugin.evaluation.evaluator import VirtualRig
 
             shapes = {key: tuple(feature.shape) for key, feature in cfg.policy.image_features.items()}
-            self.rig = VirtualRig(fps=cfg.rollout.fps, image_shapes=shapes, lockstep=uses_lockstep(cfg)).__enter__()
-            self.robot = self.rig.robot
+            self.rig = VirtualRig(fps=cfg.rollout.fps, image_shapes=shapes, lockstep=uses_lockstep(cfg),
+                                  leader=cfg.rollout.hand_off).__enter__()
+            self.robot, self.teleop = self.rig.robot, self.rig.teleop
         else:
             from lerobot.robots.utils import make_robot_from_config
 
             self.robot = make_robot_from_config(cfg.robot)
+            if cfg.teleop is not None:
+                from lerobot.teleoperators.utils import make_teleoperator_from_config
+
+                self.teleop = make_teleoperator_from_config(cfg.teleop)
 
     def _open_dataset(self) -> None:
         """Before the arm is connected: a dataset root that cannot be used must not move the arm."""
@@ -153,7 +169,37 @@ class Rollout:
         from lerobot_vla_plugin.rollout.loop import ControlLoop
 
         cfg, r = self.cfg, self.cfg.rollout
-        loop = ControlLoop(self.robot, self.runner, fps=r.fps, lockstep=uses_lockstep(cfg), watchdog_s=r.watchdog_s)
+        self.hand_off = self._make_hand_off()
+        loop = ControlLoop(self.robot, self.runner, fps=r.fps, lockstep=uses_lockstep(cfg), watchdog_s=r.watchdog_s,
+                           hand_off=self.hand_off)
+        with self._hand_off_key():
+            self._run_episodes(loop)
+
+    def _make_hand_off(self):
+        if self.teleop is None:
+            return None
+        from lerobot_vla_plugin.rollout.handoff import LeaderHandOff
+
+        virtual = self.rig.virtual if self.rig is not None else None
+        return LeaderHandOff(
+            self.teleop, max_step=self.cfg.rollout.hand_off_step, out=self.out,
+            # The scripted operator plays the person: takes the leader when asked, hands back when done.
+            on_take_leader=virtual.operator_take_over if virtual is not None else None,
+            human_done=(lambda: virtual.demonstration_done) if virtual is not None else None)
+
+    def _hand_off_key(self):
+        """`h` in the terminal takes over / hands back (when there is a leader and a terminal)."""
+        import contextlib
+
+        from .keyboard import TerminalKeyReader
+
+        if self.hand_off is None or not TerminalKeyReader.available():
+            return contextlib.nullcontext()
+        self.out("Press h to take over from the policy with the leader arm, h again to hand back.")
+        return TerminalKeyReader(lambda key: self.hand_off.toggle() if key == "h" else None)
+
+    def _run_episodes(self, loop) -> None:
+        cfg, r = self.cfg, self.cfg.rollout
         on_tick = self._tick_callback()
         max_ticks = max(1, round(r.episode_time_s * r.fps))
         if cfg.virtual is not None:
@@ -242,6 +288,8 @@ class Rollout:
         if self.runner is not None:
             self.runner.close()
         try:
+            if self.rig is None and self.teleop is not None and self.teleop.is_connected:
+                self.teleop.disconnect()
             if self.rig is not None:
                 self.rig.__exit__()
             elif self.robot is not None and self.robot.bus.is_connected:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.robots.config import RobotConfig
+from lerobot.teleoperators.config import TeleoperatorConfig
 
 VIRTUAL_ARMS = ("so101",)
 INFERENCE_MODES = ("async", "sync")
@@ -38,6 +39,11 @@ class RolloutOptions:
     seed: int = 0
     # --virtual: scene task keys alternated episode by episode; default the key of --task, else red,blue.
     tasks: str | None = None
+    # --virtual: a leader arm on the virtual SO-101 whose scripted operator takes over at a hand-off and hands
+    # back when its demonstration is done (with --teleop.* on a real arm the hand-off is always on).
+    hand_off: bool = False
+    # Hand-off: the largest change per tick (action units) of the arm being moved to the other's pose.
+    hand_off_step: float = 3.0
 
 
 @dataclass
@@ -55,6 +61,9 @@ class RolloutConfig:
     robot: RobotConfig | None = None
     # Set from --policy.path (and --policy.<field> overrides), as lerobot-record does.
     policy: PreTrainedConfig | None = None
+    # The leader arm a person takes over with (e.g. --teleop.type=vla_so101_leader --teleop.port=... --teleop.id=...):
+    # when the policy's uncertainty passes its threshold or the hand-off key (h) is pressed; h hands back.
+    teleop: TeleoperatorConfig | None = None
     # The instruction said to the policy.
     task: str | None = None
     rollout: RolloutOptions = field(default_factory=RolloutOptions)
@@ -107,6 +116,12 @@ def validate(cfg: RolloutConfig) -> None:
     if r.episodes <= 0 or r.episode_time_s <= 0 or r.fps <= 0 or r.watchdog_s <= 0 or r.reset_time_s < 0:
         raise UsageError("--rollout.episodes, --rollout.episode_time_s, --rollout.fps and --rollout.watchdog_s must "
                          "be positive and --rollout.reset_time_s >= 0.")
+    if not r.hand_off_step > 0:
+        raise UsageError("--rollout.hand_off_step must be positive.")
+    if r.hand_off and cfg.virtual is None:
+        raise UsageError("--rollout.hand_off is for --virtual; on a real arm give the leader with --teleop.*.")
+    if cfg.teleop is not None and cfg.virtual is not None:
+        raise UsageError("--virtual builds its own leader (--rollout.hand_off true); drop --teleop.*.")
     if r.inference_delay_ticks is not None and (r.inference != "async" or cfg.virtual is None
                                                 or r.clock != "lockstep" or r.inference_delay_ticks < 0):
         raise UsageError("--rollout.inference_delay_ticks (>= 0) needs --virtual with the lockstep clock and "

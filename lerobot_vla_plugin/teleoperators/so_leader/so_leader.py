@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 class VlaSOLeader(ArmLeader):
     bus_class = FeetechBus
     full_turn_motors = ("wrist_roll",)
+    can_hold_pose = True  # STS3215 servos, configured in position mode
 
     def _make_motors(self):
         return so_motors(self.config.use_degrees)
