@@ -4,7 +4,7 @@ fine-tune, with LeRobot's own tools (`lerobot.datasets.dataset_tools` and `aggre
 LeRobot aggregates only datasets with identical features. A rollout recording has three more per-frame features
 than a demonstration (`intervention`, `uncertainty`, `inference_latency_ms`, rollout/recording.py); the demos get
 them too, with what they mean there: no intervention (a person drove every frame of a demonstration, but no
-policy was handed off from), unknown uncertainty and latency (NaN). The merge then keeps every frame's flag, so a
+policy was handed off from), uncertainty and latency not measured (NOT_MEASURED, -1). The merge then keeps every frame's flag, so a
 fine-tune may weight the intervention frames; stock `lerobot-train` trains on it unchanged.
 """
 
@@ -18,6 +18,9 @@ import numpy as np
 
 from .recording import EXTRA_FEATURES
 
+# The demonstrations' uncertainty and inference latency in a merged dataset: no policy ran there.
+NOT_MEASURED = -1.0
+
 
 def _with_rollout_features(dataset, workdir: Path):
     """`dataset` with the rollout's extra features it lacks, filled as a demonstration's frames read."""
@@ -27,10 +30,13 @@ def _with_rollout_features(dataset, workdir: Path):
     if not missing:
         return dataset
     frames = dataset.meta.total_frames
+    # Not measured is NOT_MEASURED (-1, never a real score or latency), not NaN: LeRobot's parquet writer stores
+    # NaN as null, and a null breaks the dataloader's collation in lerobot-train.
     values = {"intervention": np.zeros((frames, 1), dtype=bool),
-              "uncertainty": np.full((frames, 1), np.nan, dtype=np.float32),
-              "inference_latency_ms": np.full((frames, 1), np.nan, dtype=np.float32)}
-    features = {key: (values[key], {**feature, "shape": list(feature["shape"])}) for key, feature in missing.items()}
+              "uncertainty": np.full((frames, 1), NOT_MEASURED, dtype=np.float32),
+              "inference_latency_ms": np.full((frames, 1), NOT_MEASURED, dtype=np.float32)}
+    # The shape stays the tuple (1,): LeRobot stores exactly that shape as a scalar column, as the rollout wrote it.
+    features = {key: (values[key], {**feature, "shape": tuple(feature["shape"])}) for key, feature in missing.items()}
     return add_features(dataset, features, output_dir=workdir / dataset.repo_id, repo_id=dataset.repo_id)
 
 

@@ -72,11 +72,13 @@ def largest_arm_step(targets: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def intervention_rollout(flow_vla_checkpoint, tmp_path_factory):
-    """A recorded rollout whose policy hands off on its uncertain chunk (images in the dataset, no videos)."""
+    """A recorded rollout whose policy hands off on its uncertain chunk (camera frames as video, as recorded by
+    default: LeRobot 0.4.4's add_features, which the merge uses on the demonstrations, keeps videos but drops
+    image-file columns)."""
     tmp_path = tmp_path_factory.mktemp("hand_off")
     root = tmp_path / "dataset"
     cfg = hand_off_rollout(tmp_path, flow_vla_checkpoint, "--rollout.episode_time_s", "4",
-                           "--dataset.repo_id=local/interventions", f"--dataset.root={root}", "--dataset.video=false")
+                           "--dataset.repo_id=local/interventions", f"--dataset.root={root}")
     messages = []
     rollout = Rollout(cfg, out=messages.append, wrap_policy=drifting_and_uncertain_on(UNCERTAIN_CHUNK))
     return rollout, rollout.run(), root, messages
@@ -174,7 +176,7 @@ def test_demos_and_intervention_episodes_merge_and_stock_lerobot_train_runs_on_t
     """The flywheel: demonstrations recorded hands-free (the camera the policy sees), the rollout's intervention
     episode, merged with LeRobot's own aggregate; stock LeRobot loads the merge and stock lerobot-train trains."""
     from lerobot_vla_plugin import cli
-    from lerobot_vla_plugin.rollout.flywheel import merge_demos_and_interventions
+    from lerobot_vla_plugin.rollout.flywheel import NOT_MEASURED, merge_demos_and_interventions
     from policy.conftest import TINY_POLICY_FLAGS
     from policy.test_lerobot_train import TRAIN_LOG_LINE, run_lerobot_train
 
@@ -182,7 +184,7 @@ def test_demos_and_intervention_episodes_merge_and_stock_lerobot_train_runs_on_t
     assert outcome.exit_code == 0, outcome.message
     demo_root = tmp_path / "demos"
     assert cli.main(["record", "--virtual", "so101", "--dataset.repo_id=local/demos", f"--dataset.root={demo_root}",
-                     "--virtual_cameras=front", "--camera_width=32", "--camera_height=32", "--dataset.video=false",
+                     "--virtual_cameras=front", "--camera_width=32", "--camera_height=32",
                      "--dataset.episode_time_s=1", "--dataset.num_episodes=1", "--report=false",
                      "--keyboard=none"]) == 0
     demos, interventions = load_dataset(demo_root, "local/demos"), load_dataset(rollout_root, "local/interventions")
@@ -193,7 +195,7 @@ def test_demos_and_intervention_episodes_merge_and_stock_lerobot_train_runs_on_t
     rollout_flags = np.concatenate([np.ravel(v) for v in interventions.hf_dataset["intervention"]]).astype(bool)
     assert not flags[:len(demos)].any() and np.array_equal(flags[len(demos):], rollout_flags)
     uncertainty = np.concatenate([np.ravel(v) for v in merged.hf_dataset["uncertainty"]])
-    assert np.isnan(uncertainty[:len(demos)]).all()
+    assert (uncertainty[:len(demos)] == NOT_MEASURED).all()
     assert merged[len(demos)]["task"] == "put the red cube in the bowl"
     assert merged.meta.features["observation.state"]["names"] == [f"{j}.pos" for j in JOINTS]
 
