@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("lerobot_vla_plugin.emulator.cli", "serve a virtual servo bus on a pseudo-terminal"),
     "bench": ("lerobot_vla_plugin.bench.cli", "benchmarks side by side with LeRobot's built-ins"),
     "dataset-report": ("lerobot_vla_plugin.workflow.dataset_report", "quality gate for a recorded dataset"),
+    "dataset-repair": ("lerobot_vla_plugin.workflow.dataset_repair", "keep the intact episodes of a damaged dataset"),
     "eval": ("lerobot_vla_plugin.workflow.evaluate", "success rate of a policy on the virtual SO-101, unseen scenes"),
     "demo-report": ("lerobot_vla_plugin.workflow.demo_report", "the main job's report folder: success, loss, frames, times, commands"),
     "policy-server": ("lerobot_vla_plugin.rollout.policy_server", "serve a policy's action chunks over TCP to a weak robot computer"),

@@ -1,6 +1,8 @@
 """Config fields shared by our followers and leaders, and their validation.
 
-Imported by the registered config modules, so it stays light: dataclasses and LeRobot's CameraConfig only.
+Imported by the registered config modules, so it stays light: dataclasses and LeRobot's config base classes only.
+The shared fields sit in subclasses of RobotConfig / TeleoperatorConfig rather than in mixins: draccus takes an
+option's `--help` text from the comment above the field, looking only along each config's first base class.
 """
 
 from __future__ import annotations
@@ -10,31 +12,41 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lerobot.cameras import CameraConfig
+from lerobot.robots.config import RobotConfig
+from lerobot.teleoperators.config import TeleoperatorConfig
 
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 
 
 @dataclass
-class FollowerFields:
+class FollowerFields(RobotConfig):
     """Fields of every follower. Units of the step/ramp fields are the action units: degrees for SO arms
     (`use_degrees=True`), -100..100 of the calibrated range for Koch arms; the gripper is 0..100."""
 
     # Serial port of the arm's bus adapter (`lerobot-vla find-port` lists them).
     port: str
+    # Take the torque off every joint when the robot disconnects (the arm goes limp and may drop).
     disable_torque_on_disconnect: bool = True
     # Largest change of one joint's goal in one step, relative to its last observed position. On by default;
     # a positive number for all joints, or a dict with one per joint. None disables it (not recommended).
     max_relative_target: float | dict[str, float] | None = 10.0
+    # Cameras by name, e.g. {front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 30}}.
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
+    # Joint positions in degrees (SO arms, as LeRobot 0.4.4); false: -100..100 of the calibrated range.
     use_degrees: bool = True
     # A first command farther than this from the present pose is ramped to at `ramp_speed` per second.
     ramp_threshold: float = 10.0
+    # Speed of that ramp, in action units (degrees) per second.
     ramp_speed: float = 60.0
     # get_observation reuses the positions read by the last control tick while they are younger than this.
     observation_reuse_ms: float = 2.0
+    # Seconds between reads of the servos' temperature, voltage and load (one cheap bus transaction).
     health_check_period_s: float = 1.0
+    # Warn once a servo gets this hot (degrees Celsius).
     temperature_warn_c: float = 55.0
+    # Take the torque off and stop once a servo gets this hot (degrees Celsius).
     temperature_stop_c: float = 65.0
+    # Warn when a servo's load stays above this percentage of its maximum.
     load_warn_percent: float = 80.0
 
     def validate_follower_fields(self) -> None:
@@ -49,7 +61,7 @@ class FollowerFields:
 
 
 @dataclass
-class LeaderFields:
+class LeaderFields(TeleoperatorConfig):
     # Serial port of the leader's bus adapter (`lerobot-vla find-port` lists them).
     port: str
     # When get_action is called faster than this, the next read starts right away on a worker thread and is

@@ -23,9 +23,9 @@ __all__ = ["VirtualCameraConfig"]
 class VirtualCameraConfig(CameraConfig):
     camera: str = "front"  # a camera of the scene: "front" or "wrist"
     socket_path: str | None = None  # printed by `lerobot-vla emulate --physics`; None = in-process arm
-    fps: int | None = 30
-    width: int | None = 640
-    height: int | None = 480
+    fps: int | None = 30  # frames per second the camera is read at
+    width: int | None = 640  # image width in pixels
+    height: int | None = 480  # image height in pixels
     timeout_ms: float = 10_000.0  # a frame is rendered on request; slow software OpenGL needs headroom
 
     def __post_init__(self) -> None:

@@ -38,7 +38,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     physics.add_argument("--follower-calibration", metavar="JSON",
                          help="write the follower's LeRobot calibration file here (e.g. "
                               "~/.cache/huggingface/lerobot/calibration/robots/<robot name>/<id>.json)")
-    physics.add_argument("--leader-calibration", metavar="JSON", help="write the leader's calibration file here")
+    physics.add_argument("--leader-calibration", metavar="JSON",
+                         help="write the leader's calibration file here (e.g. ~/.cache/huggingface/lerobot/"
+                              "calibration/teleoperators/vla_so101_leader/<id>.json, <id> being --teleop.id)")
     physics.add_argument("--info-file", help="write ports and socket path as JSON to this file (for scripts)")
 
 

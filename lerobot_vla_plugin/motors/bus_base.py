@@ -72,6 +72,7 @@ class ServoBus(MotorsBus):
     # adapters (an FTDI latency timer defaults to 16 ms). LeRobot's `MotorsBus` names this `default_timeout`.
     default_timeout = REAL_SERVO_TIMEOUT_MS
     status_overhead_bytes = 6  # bytes of a status packet that are not parameters (vendor sets it)
+    protocol_family = ""  # "feetech" / "dynamixel" (vendor sets it)
 
     def __init__(
         self,
@@ -154,6 +155,37 @@ class ServoBus(MotorsBus):
             except Exception:
                 self.close_port()
                 raise
+
+    def _assert_motors_exist(self) -> None:
+        """LeRobot's check that every expected servo answers; when none does, the error also says whether the
+        other protocol or another baud rate answers on this port (a Koch arm on an SO-101 port, factory rates)."""
+        try:
+            super()._assert_motors_exist()
+        except RuntimeError as exc:
+            if self.anything_answers():
+                raise
+            hint = self.explain_silence()
+            if not hint:
+                raise
+            raise RuntimeError(f"{exc}\n{hint}") from None
+
+    def anything_answers(self) -> bool:
+        """Any servo at all answers a broadcast PING here (True where the protocol has no broadcast PING)."""
+        try:
+            return bool(self.broadcast_ping(num_retry=1))
+        except NotImplementedError:
+            return True
+
+    def explain_silence(self) -> str:
+        """What answers on this port instead of our servos, as one sentence ('' when nothing does). Closes the
+        port: the probe opens it with a bus of each protocol in turn."""
+        from .bus_probe import find_answering_bus
+
+        baudrate = self.link.baudrate
+        self.close_port()
+        logger.info("No servo answers on %s at %d baud; probing other protocols and baud rates.", self.port, baudrate)
+        answer = find_answering_bus(self.port, self.protocol_family, baudrate)
+        return answer.explain(self.protocol_family, baudrate) if answer else ""
 
     def disconnect(self, disable_torque: bool = True) -> None:
         """Close the port; with `disable_torque`, torque goes off first even if some servos fail to answer."""

@@ -49,6 +49,7 @@ from lerobot_vla_plugin.recording.repair import (
     file_location_columns,
     repair_torn_tail,
 )
+from lerobot_vla_plugin.recording.salvage import with_info_copy
 from lerobot_vla_plugin.recording.video_encoding import DEFAULT_ENCODE_TIMEOUT_S, VideoEncoder
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,23 @@ def _check_root_writable(root: Path) -> None:
                                "--dataset.root or fix its permissions.") from exc
 
 
+def holds_no_episodes(root: Path) -> bool:
+    """A dataset whose info says 0 episodes and that has no episode files: what a failed start leaves."""
+    import json
+
+    try:
+        info = json.loads((Path(root) / INFO_PATH).read_text())
+    except (OSError, ValueError):
+        return False
+    stored = any(p.is_file() for folder in ("data", "videos", "meta/episodes") for p in (Path(root) / folder).rglob("*"))
+    return int(info.get("total_episodes", -1)) == 0 and not stored
+
+
+def _remove_empty_dataset(root: Path) -> None:
+    for name in ("meta", "data", "videos", "images"):
+        shutil.rmtree(root / name, ignore_errors=True)
+
+
 class CrashSafeRecorder:
     """Record episodes into a LeRobotDataset v3.0 so that every finished episode survives any crash.
 
@@ -273,15 +291,9 @@ class CrashSafeRecorder:
         from lerobot.datasets.utils import DEFAULT_FEATURES, _validate_feature_names, create_empty_dataset_info
 
         root = Path(root)
-        if root.exists() and not root.is_dir():
-            raise DatasetRootError(f"The dataset root {root} exists and is not a folder. Choose another "
-                                   "--dataset.root.")
-        if (root / INFO_PATH).exists():
-            raise DatasetRootError(f"A dataset already exists at {root}. Resume it (--resume) or choose a new "
-                                   "--dataset.root.")
-        if root.is_dir() and any(not is_temporary_path(p) for p in root.iterdir()):
-            raise DatasetRootError(f"The dataset root {root} is not empty and holds no dataset. Choose a new or "
-                                   "empty --dataset.root.")
+        cls.check_new_root(root)
+        if holds_no_episodes(root):
+            _remove_empty_dataset(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -298,6 +310,23 @@ class CrashSafeRecorder:
         info = create_empty_dataset_info(CODEBASE_VERSION, fps, features, use_videos, robot_type)
         write_json_atomic(info, root / INFO_PATH)
         return cls(root, repo_id, **options)
+
+    @staticmethod
+    def check_new_root(root: str | Path) -> None:
+        """Raise `DatasetRootError` unless a new dataset can start at `root`; nothing is created. A dataset that
+        holds no episode (left by a start that failed) is no obstacle: `create` starts it afresh."""
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise DatasetRootError(f"The dataset root {root} exists and is not a folder. Choose another "
+                                   "--dataset.root.")
+        if holds_no_episodes(root):
+            return
+        if (root / INFO_PATH).exists():
+            raise DatasetRootError(f"A dataset already exists at {root}. Resume it (--resume) or choose a new "
+                                   "--dataset.root.")
+        if root.is_dir() and any(not is_temporary_path(p) for p in root.iterdir()):
+            raise DatasetRootError(f"The dataset root {root} is not empty and holds no dataset. Choose a new or "
+                                   "empty --dataset.root.")
 
     @classmethod
     def resume(cls, repo_id: str, root: str | Path, *, fps: int, robot_type: str | None, features: dict,
@@ -621,6 +650,7 @@ class CrashSafeRecorder:
                                                      features=self._hf_features, split="train")
         with SuppressProgressBars():
             table = embed_images(episode_dataset).with_format("arrow")[:]
+        table = with_info_copy(table, info)
         with atomic_path(data_path) as temporary:
             pq.write_table(table, temporary, compression="snappy", use_dictionary=True)
         self._stage("data_written", episode_index)

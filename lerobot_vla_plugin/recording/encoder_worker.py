@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +25,9 @@ def encode_episode_video(images_dir: str, video_path: str, fps: int, vcodec: str
 
 
 def serve() -> None:
+    # Ctrl-C reaches the whole process group; the recorder decides when this worker stops (by closing stdin),
+    # so the worker neither dies mid-episode nor prints a stray KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints of libraries must not corrupt replies
     import lerobot.datasets.video_utils  # noqa: F401 - pay the import before the first request

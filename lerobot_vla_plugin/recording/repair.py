@@ -64,8 +64,18 @@ def read_parquet_or_explain(path: Path, columns: list[str] | None = None) -> pa.
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasetCorruptError(
             f"{path} cannot be read ({exc}). A finished file is damaged; this happens when a recorder that keeps "
-            "files open until the end (stock lerobot-record 0.4.x) is killed. The episodes in that file cannot be "
-            "recovered here: move the dataset aside and record into a new --dataset.root.") from exc
+            "files open until the end (stock lerobot-record 0.4.x) is killed, or on a full disk or a broken copy. "
+            f"`lerobot-vla dataset-repair {dataset_root_of(path)}` drops the episodes in that file and keeps the "
+            "others.") from exc
+
+
+def dataset_root_of(path: Path) -> Path:
+    """The dataset folder a file under data/, videos/ or meta/ belongs to."""
+    path = Path(path)
+    for parent in path.parents:
+        if (parent / "meta").is_dir() or (parent / DATA_DIR).is_dir():
+            return parent
+    return path.parent
 
 
 def chunk_and_file_of(path: Path) -> tuple[int, int] | None:
@@ -176,6 +186,27 @@ def recompute_dataset_stats(root: Path, total_episodes: int) -> dict | None:
     return aggregate_stats([episode_stats_from_row(row) for row in episodes.to_pylist()])
 
 
+def leftover_files(root: Path, staged_images: bool = True) -> list[Path]:
+    """Half-written temporaries, and (with `staged_images`) the camera PNGs staged for an episode that never
+    became a video: nothing a finished episode needs."""
+    found = [path for path in sorted(root.rglob("*")) if is_temporary_path(path) and path.is_file()]
+    if staged_images and any(p.is_file() for p in (root / IMAGES_DIR).rglob("*")):
+        found.append(root / IMAGES_DIR)
+    return found
+
+
+def remove_leftovers(root: Path, staged_images: bool = True) -> list[Path]:
+    """Remove what `leftover_files` lists; returns it. An empty `images/` folder (stock lerobot-record leaves
+    one behind) goes too, silently: it is no torn tail."""
+    found = leftover_files(root, staged_images)
+    for path in found:
+        if path.is_file():
+            remove_durably(path)
+    if staged_images and (root / IMAGES_DIR).exists():
+        shutil.rmtree(root / IMAGES_DIR)
+    return found
+
+
 def repair_torn_tail(root: Path, remove_staged_images: bool = True) -> RepairReport:
     """Remove everything that belongs to no committed episode. Idempotent, and itself safe to interrupt.
 
@@ -190,23 +221,16 @@ def repair_torn_tail(root: Path, remove_staged_images: bool = True) -> RepairRep
     try:
         info = json.loads((root / INFO_PATH).read_text())
     except FileNotFoundError as exc:
-        raise DatasetCorruptError(f"{root / INFO_PATH} is missing: {root} is not a LeRobot dataset.") from exc
+        raise DatasetCorruptError(f"{root / INFO_PATH} is missing: {root} is not a LeRobot dataset (if its data/ "
+                                  f"and meta/episodes/ are there, `lerobot-vla dataset-repair {root}` rebuilds "
+                                  "it).") from exc
     except json.JSONDecodeError as exc:
         raise DatasetCorruptError(
             f"{root / INFO_PATH} is not valid JSON ({exc}); it was cut off by a crash of a recorder that does not "
-            "write it atomically. Move the dataset aside and record into a new --dataset.root.") from exc
+            f"write it atomically. `lerobot-vla dataset-repair {root}` rebuilds it from the episode files.") from exc
     total_episodes = int(info["total_episodes"])
     report = RepairReport(committed_episodes=total_episodes)
-
-    for path in sorted(root.rglob("*")):
-        if is_temporary_path(path) and path.is_file():
-            remove_durably(path)
-            report.removed.append(path)
-    if remove_staged_images and (root / IMAGES_DIR).exists():
-        staged_images = any(p.is_file() for p in (root / IMAGES_DIR).rglob("*"))
-        shutil.rmtree(root / IMAGES_DIR)
-        if staged_images:  # stock lerobot-record leaves the empty folder behind; that is no torn tail
-            report.removed.append(root / IMAGES_DIR)
+    report.removed += remove_leftovers(root, remove_staged_images)
 
     leftovers_before_episode_files = len(report.removed)
     episodes = committed_episode_table(root, total_episodes, columns=file_location_columns(root), report=report)

@@ -60,9 +60,26 @@ def load_episode_data(root: Path, repo_id: str | None = None):
     return episodes, dataset.meta.fps, names
 
 
+def damage_found(root: Path) -> str:
+    """A damaged file would end the stock reader in a long traceback: name it and the repair instead."""
+    from lerobot_vla_plugin.recording.repair import DatasetCorruptError
+    from lerobot_vla_plugin.recording.salvage import plan_salvage
+
+    if not (Path(root) / "meta" / "episodes").is_dir():
+        return ""  # not a dataset at all: the reader below says so
+    try:
+        return plan_salvage(root).damage()
+    except DatasetCorruptError as exc:
+        return str(exc)
+
+
 def run(args: argparse.Namespace) -> int:
     from lerobot_vla_plugin.recording.quality import analyze, format_report
 
+    damage = damage_found(args.root)
+    if damage:
+        print(f"error: {damage}", file=sys.stderr)
+        return 2
     try:
         episodes, fps, names = load_episode_data(args.root, args.repo_id)
     except (FileNotFoundError, ValueError) as exc:

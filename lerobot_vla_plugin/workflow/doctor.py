@@ -27,19 +27,30 @@ class Check:
         return f"[{self.status:^4}] {self.name}: {self.message}" + (f" -> fix: {self.fix}" if self.fix else "")
 
 
+DEFAULT_LINK_READS = 50
+# Retries per transaction while diagnosing: more than the control loop's, so every check still gets its answer on
+# a noisy link; the link check below measures and reports the loss itself.
+DIAGNOSIS_NUM_RETRY = 5
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from lerobot_vla_plugin.arms.cli_args import accept_device_arguments
 
     accept_device_arguments(parser)
+    parser.add_argument("--link-reads", type=int, default=DEFAULT_LINK_READS, metavar="N",
+                        help="position reads of every servo to measure lost and corrupt replies (default "
+                             f"{DEFAULT_LINK_READS}; more reads find rarer losses)")
 
 
 def run(args: argparse.Namespace) -> int:
     from lerobot_vla_plugin.arms.cli_args import make_device, parse_device_config
 
+    if args.link_reads < 1:
+        raise SystemExit(f"error: --link-reads must be at least 1, got {args.link_reads}")
     kind, config = parse_device_config(args.device_args)
     device = make_device(kind, config)
-    print(f"Checking {config.type} (id {config.id}) on {config.port}")
-    checks = diagnose(device, kind, config)
+    print(f"Checking {config.type} (id {config.id}) on {config.port}", flush=True)
+    checks = diagnose(device, kind, config, link_reads=args.link_reads)
     for check in checks:
         print(check.line())
     failed = sum(c.status == FAIL for c in checks)
@@ -48,32 +59,49 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def diagnose(device, kind: str, config) -> list[Check]:
+def diagnose(device, kind: str, config, link_reads: int = DEFAULT_LINK_READS) -> list[Check]:
     checks = [_check_port(config.port)]
     if checks[-1].status == FAIL:
         return checks
+    checks += _bus_checks(device, kind, config, link_reads)
+    for name, camera in getattr(device, "cameras", {}).items():
+        checks.append(_check_camera(name, camera, config.cameras[name]))
+    return checks
+
+
+def _bus_checks(device, kind: str, config, link_reads: int) -> list[Check]:
     bus = device.bus
     try:
         bus._connect(handshake=False)
     except Exception as exc:  # noqa: BLE001 - reported as a failed check
-        return checks + [Check(FAIL, "port", f"cannot open {config.port}: {exc}",
-                               "close other programs using the port (another lerobot command, a serial monitor)")]
+        return [Check(FAIL, "port", f"cannot open {config.port}: {exc}",
+                      "close other programs using the port (another lerobot command, a serial monitor)")]
+    bus.num_retry = DIAGNOSIS_NUM_RETRY
     try:
-        checks += _check_servos(bus)
-        answering = [m for m in bus.motors if not any(c.status == FAIL and f"'{m}'" in c.message
-                                                       for c in checks if c.name == "servos")]
-        if answering:
-            checks.append(_check_firmware(bus, answering))
-            checks.append(_check_supply(bus, answering, "leader" if kind == "teleop" else "follower"))
+        checks, answering = _check_servos(bus)
+        if not answering:
+            return checks + [_check_what_answers(bus)]
+        checks.append(_guarded("link", _check_link, bus, answering, link_reads))
+        checks.append(_guarded("firmware", _check_firmware, bus, answering))
+        checks.append(_guarded("supply", _check_supply, bus, answering, "leader" if kind == "teleop" else "follower"))
         if len(answering) == len(bus.motors):
-            checks.append(_check_calibration(device, kind, config))
+            checks.append(_guarded("calibration", _check_calibration, device, kind, config))
         else:
             checks.append(Check(WARN, "calibration", "not checked: some servos do not answer"))
+        return checks
     finally:
         bus.close_port()
-    for name, camera in getattr(device, "cameras", {}).items():
-        checks.append(_check_camera(name, camera, config.cameras[name]))
-    return checks
+
+
+def _guarded(name: str, check, *args) -> Check:
+    """Run one check; a bus error mid-check becomes a FAIL line, never a traceback (doctor runs when things
+    are broken)."""
+    try:
+        return check(*args)
+    except Exception as exc:  # noqa: BLE001 - reported as a failed check
+        first_sentence = str(exc).split(". ")[0].rstrip(".")
+        return Check(FAIL, name, f"could not be checked: {type(exc).__name__}: {first_sentence}",
+                     "fix the link first (see the link check)")
 
 
 def _check_port(port: str) -> Check:
@@ -86,11 +114,17 @@ def _check_port(port: str) -> Check:
     return Check(OK, "port", f"{port} exists and is accessible")
 
 
-def _check_servos(bus) -> list[Check]:
+def _check_servos(bus) -> tuple[list[Check], list[str]]:
+    """Ping every expected servo; returns the check lines and the motors that answer with the right model."""
     expected = {name: (motor.id, motor.model, bus.model_number_table[motor.model]) for name, motor in bus.motors.items()}
-    problems = []
+    problems, answering = [], []
+    if not bus.anything_answers():  # one broadcast window instead of a timeout per servo and retry
+        ids = [i for i, _, _ in expected.values()]
+        return [Check(FAIL, "servos", f"no servo answers (ids {ids}) at {bus.get_baudrate()} baud",
+                      "check the arm's power and cable; see below whether another protocol or baud rate answers")], []
+    found_by_motor = {name: bus.ping(name, num_retry=2) for name in expected}
     for name, (servo_id, model, number) in expected.items():
-        found = bus.ping(name, num_retry=2)
+        found = found_by_motor[name]
         if found is None:
             problems.append(Check(FAIL, "servos", f"'{name}' (id {servo_id}) does not answer at {bus.get_baudrate()} "
                                                   "baud", "check its cable and power; a new servo needs "
@@ -100,6 +134,8 @@ def _check_servos(bus) -> list[Check]:
             problems.append(Check(FAIL, "servos", f"'{name}' (id {servo_id}) is model {names.get(found, found)} "
                                                   f"({found}), expected {model} ({number})",
                                   "put the right servo at this joint, or fix its id with `lerobot-vla setup-motors`"))
+        else:
+            answering.append(name)
     extra = sorted(set(bus.broadcast_ping(num_retry=1) or {}) - {i for i, _, _ in expected.values()})
     if extra:
         problems.append(Check(WARN, "servos", f"unexpected servo ids {extra} answer on this bus",
@@ -112,7 +148,32 @@ def _check_servos(bus) -> list[Check]:
     if not any(c.status == FAIL for c in problems):
         problems.insert(0, Check(OK, "servos", f"ids {[i for i, _, _ in expected.values()]} answer with the "
                                                f"expected models at {bus.get_baudrate()} baud"))
-    return problems
+    return problems, answering
+
+
+def _check_what_answers(bus) -> Check:
+    """Nothing answered: a broadcast PING in the other protocol and at other baud rates names the mix-up."""
+    hint = bus.explain_silence()
+    if hint:
+        return Check(FAIL, "protocol", hint)
+    return Check(FAIL, "protocol", "no servo answers in either protocol (Feetech, Dynamixel 2.0) at the usual baud "
+                                   "rates", "the arm has no power or its data cable is not connected to the adapter")
+
+
+LINK_FAIL_RATE = 0.05  # above this, retries run out often enough to stop a recording within minutes
+
+
+def _check_link(bus, motors: list[str], reads: int) -> Check:
+    from lerobot_vla_plugin.motors.link_quality import LIKELY_CAUSES, measure_link
+
+    quality = measure_link(bus, motors, reads)
+    if quality.loss_rate == 0:
+        return Check(OK, "link", f"no reply lost or corrupt in {reads} position reads of {len(motors)} servos "
+                                 f"at {quality.baudrate} baud")
+    status = FAIL if quality.loss_rate >= LINK_FAIL_RATE or any(quality.unrecovered.values()) else WARN
+    where = (f" (emulated bus: its --drop-rate/--corrupt-rate, or a machine too busy to answer within "
+             f"{bus.timeout_ms:.0f} ms)" if bus.emulated else "")
+    return Check(status, "link", f"{quality.summary()}{where}", "likely causes: " + "; ".join(LIKELY_CAUSES))
 
 
 def _firmware_versions(bus, motors) -> dict[str, str]:
@@ -161,10 +222,11 @@ def _check_supply(bus, motors, role: str) -> Check:
 
 
 def _check_calibration(device, kind: str, config) -> Check:
-    flag = f"--{kind}.type={config.type} --{kind}.port={config.port} --{kind}.id={config.id}"
+    from lerobot_vla_plugin.arms.calibration_file import calibrate_command
+
+    command = calibrate_command(kind, config)
     if not device.calibration_fpath.is_file():
-        return Check(WARN, "calibration", f"no calibration file {device.calibration_fpath}",
-                     f"run `lerobot-calibrate {flag}`")
+        return Check(WARN, "calibration", f"no calibration file {device.calibration_fpath}", f"run `{command}`")
     stored = device.bus.read_calibration()
     compare_drive_mode = not device.bus.apply_drive_mode  # Feetech keeps drive mode in software only
     differences = []
@@ -178,7 +240,7 @@ def _check_calibration(device, kind: str, config) -> Check:
     if differences:
         shown = "; ".join(differences[:3]) + (f" (+{len(differences) - 3} more)" if len(differences) > 3 else "")
         return Check(FAIL, "calibration", f"{device.calibration_fpath.name} differs from the servos' EEPROM: {shown}",
-                     f"run `lerobot-calibrate {flag}` and press ENTER to write the file to the servos (or 'c' "
+                     f"run `{command}` and press ENTER to write the file to the servos (or 'c' "
                      "to recalibrate)")
     return Check(OK, "calibration", f"{device.calibration_fpath} matches the servos' EEPROM")
 

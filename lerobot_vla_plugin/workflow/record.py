@@ -109,8 +109,9 @@ def session_summary(result: SessionResult) -> str:
         parts.append(f"{result.rejected} takes rejected by --min-hz")
     if result.discarded:
         parts.append(f"{result.discarded} takes discarded")
-    where = f" in {result.root}" if result.root is not None else ""
-    return f"Session done: {', '.join(parts)}; the dataset holds {result.total_episodes} episodes{where}."
+    if result.root is None or not (result.root / "meta" / "info.json").is_file():
+        return f"Session done: {', '.join(parts)}; no dataset was created."
+    return f"Session done: {', '.join(parts)}; the dataset holds {result.total_episodes} episodes in {result.root}."
 
 
 def _run_dataset_report(root: Path, repo_id: str, task_count: int) -> None:

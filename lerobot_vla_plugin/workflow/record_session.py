@@ -133,6 +133,31 @@ class RecordSession:
                 use_videos=self.cfg.dataset.video),
         )
 
+    def _missing_calibration(self) -> str:
+        """A missing calibration file would end in LeRobot's calibration prompt (EOFError without a terminal):
+        name the file and the command that creates it instead. The virtual arm writes its own."""
+        from lerobot_vla_plugin.arms.calibration_file import missing_calibration_message
+
+        if self.virtual is not None:
+            return ""
+        found = [missing_calibration_message(kind, device)
+                 for kind, device in (("robot", self.robot), ("teleop", self.teleop))]
+        return " ".join(message for message in found if message)
+
+    def _check_dataset(self, root: Path) -> None:
+        """Resume opens (and repairs) the dataset now; a new dataset is only checked, and created after the
+        arms are connected. A dataset holding no episode is started afresh, also under --resume."""
+        from lerobot_vla_plugin.recording import CrashSafeRecorder
+        from lerobot_vla_plugin.recording.dataset_writer import holds_no_episodes
+
+        if self.cfg.resume and holds_no_episodes(root):
+            self.out(f"{root} holds no episode yet: starting it afresh with this session's settings.")
+            self.cfg.resume = False
+        if self.cfg.resume:
+            self._open_dataset(root)
+        else:
+            CrashSafeRecorder.check_new_root(root)
+
     def _open_dataset(self, root: Path) -> None:
         from lerobot_vla_plugin.recording import CrashSafeRecorder
 
@@ -167,8 +192,14 @@ class RecordSession:
             self.teleop = make_teleoperator_from_config(teleop_cfg)
             self.features = self._dataset_features()
             result.root = dataset_root(cfg)
+            problem = self._missing_calibration()
+            if problem:
+                result.exit_code, result.message = EXIT_USAGE, problem
+                return result
             try:
-                self._open_dataset(result.root)  # before connecting: a bad root must not move the arm
+                # Checked before connecting (a bad root must not move the arm), created only after: a start that
+                # fails at the arms leaves nothing behind.
+                self._check_dataset(result.root)
             except (DatasetRootError, DatasetMismatchError) as exc:
                 result.exit_code, result.message = EXIT_USAGE, str(exc)
                 return result
@@ -183,6 +214,12 @@ class RecordSession:
                               else "Check its port (`lerobot-find-port`), cable and power.")
                     raise RecordingFault(f"Could not connect the {role} {device} ({type(exc).__name__}: {exc}). "
                                          f"{advice}") from exc
+            if self.recorder is None:
+                try:
+                    self._open_dataset(result.root)
+                except (DatasetRootError, DatasetMismatchError) as exc:
+                    result.exit_code, result.message = EXIT_USAGE, str(exc)
+                    return result
             if cfg.squeeze_trigger:
                 self._squeeze = GripperSqueezeTrigger(lambda: self.events.request("next", "gripper squeeze"))
             keyboard = KeyboardControl(self.events, cfg.keyboard, echo=self.out)
@@ -470,6 +507,7 @@ class RecordSession:
 
     def _close_dataset(self, result: SessionResult) -> None:
         if self.recorder is None:
+            result.total_episodes = _episodes_on_disk(result.root)
             return
         self._report_saves(wait=True)
         self.recorder.close()  # every save's outcome was collected above: nothing is left to raise
@@ -484,6 +522,16 @@ class RecordSession:
             from lerobot.utils.utils import log_say
 
             log_say(text, play_sounds=True)
+
+
+def _episodes_on_disk(root: Path | None) -> int:
+    """Finished episodes of the dataset at `root` (0 when there is none), for a session that never opened it."""
+    import json
+
+    try:
+        return int(json.loads((root / "meta" / "info.json").read_text())["total_episodes"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return 0
 
 
 # The virtual arm has no cables or power supply: what fails there is the emulator, usually starved of CPU.

@@ -36,7 +36,7 @@ def _line(out: str, status: str, name: str) -> str:
 def test_a_healthy_arm_passes_every_check(follower, tmp_path, capsys):
     rc, out = _doctor(capsys, "--robot", "vla_so101_follower", follower.port, tmp_path)
     assert rc == 0, out
-    for name in ("port", "servos", "firmware", "supply", "calibration"):
+    for name in ("port", "servos", "link", "firmware", "supply", "calibration"):
         _line(out, "ok", name)
     assert "0 failed" in out
 
@@ -104,3 +104,68 @@ def test_a_camera_that_cannot_open_fails(follower, tmp_path, capsys):
     assert rc == 1
     assert "cannot open at 640x480 30 fps" in _line(out, "FAIL", "camera front")
     _line(out, "ok", "servos")
+
+
+def _flagged_link_line(out: str) -> str:
+    lines = [line for line in out.splitlines() if line.startswith(("[FAIL] link", "[warn] link"))]
+    assert lines, f"the link is not flagged:\n{out}"
+    return lines[0]
+
+
+@pytest.mark.parametrize("faults", [{"drop_rate": 0.3}, {"corrupt_rate": 0.2}], ids=["30% dropped", "20% corrupt"])
+def test_a_noisy_bus_gets_a_link_report_instead_of_a_traceback(faults, tmp_path, capsys):
+    from lerobot_vla_plugin.emulator.bus import LinkFaults
+
+    with emulated("so101", faults=LinkFaults(seed=3, **faults)) as bus:
+        rc, out = _doctor(capsys, "--robot", "vla_so101_follower", bus.port, tmp_path, "--link-reads", "8")
+    assert rc == 1
+    line = _line(out, "FAIL", "link")
+    assert "lost or corrupt over 8 position reads" in line and "'gripper'" in line
+    assert "cable" in line and "latency timer" in line
+    for name in ("firmware", "supply", "calibration"):  # every other check still ran to a verdict
+        assert f"] {name}:" in out, out
+    assert "Traceback" not in out
+
+
+def test_five_percent_reply_loss_is_flagged(tmp_path, capsys):
+    from lerobot_vla_plugin.emulator.bus import LinkFaults
+
+    with emulated("so101", faults=LinkFaults(drop_rate=0.05, seed=1)) as bus:
+        _, out = _doctor(capsys, "--robot", "vla_so101_follower", bus.port, tmp_path, "--link-reads", "30")
+    line = _flagged_link_line(out)
+    assert "replies" in line and "lost or corrupt" in line
+
+
+def test_a_dynamixel_arm_on_an_so101_port_is_named(tmp_path, capsys):
+    with emulated("koch-follower") as bus:
+        rc, out = _doctor(capsys, "--robot", "vla_so101_follower", bus.port, tmp_path)
+    assert rc == 1
+    assert "no servo answers" in _line(out, "FAIL", "servos")
+    line = _line(out, "FAIL", "protocol")
+    assert "Dynamixel protocol 2.0" in line and "at 1000000 baud" in line and "vla_koch_follower" in line
+
+
+def test_servos_at_another_baud_rate_are_found_there(tmp_path, capsys):
+    from lerobot_vla_plugin.emulator.arms import ARMS, build_arm_logic, build_servo
+    from lerobot_vla_plugin.emulator.bus import EmulatedBus
+
+    logic = build_arm_logic("koch-leader")
+    logic.servos[:] = [build_servo("dynamixel", slot, baudrate=57_600) for slot in ARMS["koch-leader"][1]]
+    with EmulatedBus(logic) as bus:
+        rc, out = _doctor(capsys, "--teleop", "vla_koch_leader", bus.port, tmp_path)
+    assert rc == 1
+    line = _line(out, "FAIL", "protocol")
+    assert "at 57600 baud, not at 1000000 baud" in line and "setup-motors" in line
+
+
+def test_connecting_to_the_wrong_protocol_says_which_one_answers():
+    from lerobot.motors.motors_bus import Motor, MotorNormMode
+
+    from lerobot_vla_plugin.motors.feetech.bus import FeetechBus
+
+    with emulated("koch-follower") as bus:
+        feetech = FeetechBus(bus.port, {"shoulder_pan": Motor(1, "sts3215", MotorNormMode.RANGE_M100_100)})
+        with pytest.raises(RuntimeError, match="Missing motor IDs") as raised:
+            feetech.connect()
+    assert "this port carries a dynamixel arm" in str(raised.value)
+    assert not feetech.is_connected

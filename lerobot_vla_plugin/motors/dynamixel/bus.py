@@ -28,6 +28,7 @@ def _ends_with_fast_sync_read(request: bytes) -> bool:
 
 
 class DynamixelBus(ServoBus):
+    protocol_family = "dynamixel"
     apply_drive_mode = False
     available_baudrates = list(SCAN_BAUDRATES)
     default_baudrate = 1_000_000

@@ -25,6 +25,7 @@ _SCS_HEALTH_LENGTH = 11  # SCS servos end at Moving (66): they have no Present_C
 
 
 class FeetechBus(ServoBus):
+    protocol_family = "feetech"
     apply_drive_mode = True
     available_baudrates = list(SCAN_BAUDRATES)
     default_baudrate = 1_000_000

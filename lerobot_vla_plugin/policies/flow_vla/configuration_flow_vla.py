@@ -32,10 +32,10 @@ class FlowVLAConfig(PreTrainedConfig):
 
     # Input / output structure.
     n_obs_steps: int = 1
-    chunk_size: int = 50
-    n_action_steps: int = 50
+    chunk_size: int = 50  # actions predicted per inference
+    n_action_steps: int = 50  # actions of each chunk executed before the next inference
 
-    normalization_mapping: dict[str, NormalizationMode] = field(
+    normalization_mapping: dict[str, NormalizationMode] = field(  # normalization per kind: VISUAL, STATE, ACTION
         default_factory=lambda: {
             "VISUAL": NormalizationMode.IDENTITY,
             "STATE": NormalizationMode.MEAN_STD,
@@ -46,55 +46,55 @@ class FlowVLAConfig(PreTrainedConfig):
     # State and action vectors are zero-padded to these sizes so one checkpoint can serve several arms;
     # the padded action dimensions are excluded from the loss.
     max_state_dim: int = 32
-    max_action_dim: int = 32
-    max_cameras: int = 3
+    max_action_dim: int = 32  # action vectors are zero-padded to this size
+    max_cameras: int = 3  # most camera images the model reads per observation
 
     # Every camera image is resized to (height, width) inside the model, so cost does not depend on the
     # camera resolution.
     image_size: tuple[int, int] = (96, 128)
     # Random shifts of up to `augmentation_shift_px` pixels and brightness/contrast jitter while training.
     image_augmentation: bool = False
-    augmentation_shift_px: int = 4
-    augmentation_color_jitter: float = 0.1
+    augmentation_shift_px: int = 4  # largest random image shift in pixels
+    augmentation_color_jitter: float = 0.1  # strength of the brightness/contrast jitter
 
     # Backbone: "small" (trained from scratch) or "pretrained" (transformers vision-language model).
     backbone: str = SMALL_BACKBONE
     # Small backbone sizes.
     dim_model: int = 192
-    n_heads: int = 6
-    n_prefix_layers: int = 3
-    image_encoder_channels: tuple[int, ...] = (32, 64, 128)
+    n_heads: int = 6  # attention heads of the small backbone
+    n_prefix_layers: int = 3  # transformer layers of the small backbone
+    image_encoder_channels: tuple[int, ...] = (32, 64, 128)  # conv channels per stage of the small image encoder
     # Spatial-softmax keypoints per camera (0 = none): K learned detectors on the stride-4 feature map, each
     # reduced to the expected (x, y) of its activation and given to the prefix as one token. A 2.5 cm cube is a
     # few pixels wide; the coarse token grid (one token per 16x16 pixels) blurs where it is, a keypoint reads it
     # to a fraction of a pixel.
     image_keypoints: int = 0
-    dim_feedforward_multiplier: int = 4
-    dropout: float = 0.0
+    dim_feedforward_multiplier: int = 4  # feed-forward width as a multiple of the model width
+    dropout: float = 0.0  # dropout rate while training
     # Text: "bytes" (UTF-8 bytes, ships with the package) or, with the pretrained backbone, its own tokenizer.
     tokenizer_name: str = BYTE_TOKENIZER
-    tokenizer_max_length: int = 48
+    tokenizer_max_length: int = 48  # task text is cut to this many tokens
 
     # Pretrained backbone (SmolVLM-style: vision tower + connector + text decoder).
     pretrained_backbone: str | None = None
-    load_backbone_weights: bool = True
-    num_backbone_layers: int = 8
-    freeze_vision_encoder: bool = True
-    train_backbone_text_layers: bool = True
+    load_backbone_weights: bool = True  # load the pretrained weights (false: same architecture, random init)
+    num_backbone_layers: int = 8  # text decoder layers of the pretrained backbone kept
+    freeze_vision_encoder: bool = True  # keep the pretrained vision tower fixed while training
+    train_backbone_text_layers: bool = True  # fine-tune the pretrained text decoder layers
 
     # Action expert: a smaller transformer whose cross-attention reads the prefix keys/values.
     expert_dim: int = 128
-    expert_heads: int = 4
-    n_expert_layers: int = 3
+    expert_heads: int = 4  # attention heads of the action expert
+    n_expert_layers: int = 3  # transformer layers of the action expert
 
     # Flow matching (t = 1 is noise, t = 0 is data, as in pi0/SmolVLA).
     time_sampling_beta_alpha: float = 1.5
-    time_sampling_beta_beta: float = 1.0
-    time_sampling_scale: float = 0.999
-    time_sampling_offset: float = 0.001
-    min_period: float = 4e-3
-    max_period: float = 4.0
-    num_inference_steps: int = 2
+    time_sampling_beta_beta: float = 1.0  # beta parameter of the Beta distribution of training times
+    time_sampling_scale: float = 0.999  # training times are scale * Beta sample + offset
+    time_sampling_offset: float = 0.001  # training times are scale * Beta sample + offset
+    min_period: float = 4e-3  # shortest period of the sinusoidal time embedding
+    max_period: float = 4.0  # longest period of the sinusoidal time embedding
+    num_inference_steps: int = 2  # Euler steps from noise to an action chunk
     # "clean_action": the expert outputs an estimate â of the clean chunk and the velocity is
     # (x_t − â) / t; the loss is then the velocity error weighted by t², i.e. ‖â − actions‖². A small network
     # does not have to copy the noise through every layer to cancel it, so one step is already sharp and
@@ -103,7 +103,7 @@ class FlowVLAConfig(PreTrainedConfig):
     # Shortcut self-consistency: this fraction of each batch learns to jump 1/max_shortcut_steps ... 1 at
     # once, so 1, 2 and 4 Euler steps stay close to the 10-step result.
     shortcut_fraction: float = 0.25
-    max_shortcut_steps: int = 8
+    max_shortcut_steps: int = 8  # finest shortcut step is 1/max_shortcut_steps
     # The clean chunk is a learned linear map of the current state (identity at initialisation: "hold the
     # pose") plus the expert's output, so the expert learns the motion relative to where the arm is.
     # Needs parametrization="clean_action" and observation.state.
@@ -115,7 +115,7 @@ class FlowVLAConfig(PreTrainedConfig):
     outlier_exposure_fraction: float = 0.1
     # Uncertainty: spread of `uncertainty_num_samples` chunks drawn from different noise in one batch.
     uncertainty_num_samples: int = 8
-    uncertainty_num_steps: int = 10
+    uncertainty_num_steps: int = 10  # Euler steps per sample of the uncertainty estimate
     # Calibrated on held-out episodes (see uncertainty.calibrate_uncertainty_threshold); None until then.
     uncertainty_threshold: float | None = None
 
@@ -124,8 +124,8 @@ class FlowVLAConfig(PreTrainedConfig):
     # ("linear", "exp"; also "ones", "zeros") to 0 at rtc_execution_horizon; the guidance weight is capped at
     # rtc_max_guidance_weight.
     rtc_execution_horizon: int = 10
-    rtc_max_guidance_weight: float = 10.0
-    rtc_prefix_schedule: str = "linear"
+    rtc_max_guidance_weight: float = 10.0  # cap on the real-time chunking guidance weight
+    rtc_prefix_schedule: str = "linear"  # decay of the prefix weights: linear, exp, ones or zeros
     # "identity": the correction is the weighted error itself (the Jacobian of the denoised estimate taken as
     # the identity, no backward pass); "vjp": the exact vector-Jacobian product through the network (autograd).
     # On a tiny trained model identity followed the leftover far closer at 1-4 steps (the network's Jacobian is
@@ -141,13 +141,13 @@ class FlowVLAConfig(PreTrainedConfig):
 
     # Training presets.
     optimizer_lr: float = 3e-4
-    optimizer_betas: tuple[float, float] = (0.9, 0.95)
-    optimizer_eps: float = 1e-8
-    optimizer_weight_decay: float = 1e-4
-    optimizer_grad_clip_norm: float = 10.0
-    scheduler_warmup_steps: int = 500
-    scheduler_decay_steps: int = 30_000
-    scheduler_decay_lr: float = 1e-5
+    optimizer_betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
+    optimizer_eps: float = 1e-8  # AdamW epsilon
+    optimizer_weight_decay: float = 1e-4  # AdamW weight decay
+    optimizer_grad_clip_norm: float = 10.0  # gradients are clipped to this norm
+    scheduler_warmup_steps: int = 500  # steps of linear learning-rate warmup
+    scheduler_decay_steps: int = 30_000  # steps of cosine decay after the warmup
+    scheduler_decay_lr: float = 1e-5  # learning rate at the end of the decay
 
     def __post_init__(self):
         super().__post_init__()

@@ -11,9 +11,10 @@ from ...arms.config import FollowerFields
 
 @RobotConfig.register_subclass("vla_koch_follower")
 @dataclass
-class VlaKochFollowerConfig(RobotConfig, FollowerFields):
+class VlaKochFollowerConfig(FollowerFields):
     # LeRobot's Koch follower reports -100..100 of the calibrated range (not degrees); so do we by default.
     use_degrees: bool = False
+    # Speed of the first-command ramp, in -100..100 units per second.
     ramp_speed: float = 40.0
 
     def __post_init__(self) -> None:

@@ -10,7 +10,7 @@ from ...arms.config import FollowerFields
 
 
 @dataclass
-class _VlaSOFollowerConfig(RobotConfig, FollowerFields):
+class _VlaSOFollowerConfig(FollowerFields):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.validate_follower_fields()

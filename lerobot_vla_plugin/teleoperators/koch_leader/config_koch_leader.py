@@ -11,7 +11,7 @@ from ...arms.config import LeaderFields
 
 @TeleoperatorConfig.register_subclass("vla_koch_leader")
 @dataclass
-class VlaKochLeaderConfig(TeleoperatorConfig, LeaderFields):
+class VlaKochLeaderConfig(LeaderFields):
     # The gripper is held (current-limited) at this opening, 0..100, so it springs back after a squeeze.
     gripper_open_pos: float = 50.0
 

@@ -10,7 +10,7 @@ from ...arms.config import LeaderFields
 
 
 @dataclass
-class _VlaSOLeaderConfig(TeleoperatorConfig, LeaderFields):
+class _VlaSOLeaderConfig(LeaderFields):
     # Must match the follower's `use_degrees` (both default to degrees, like LeRobot 0.4.4).
     use_degrees: bool = True
 
