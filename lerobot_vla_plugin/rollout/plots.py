@@ -48,7 +48,7 @@ class _Axis:
         return y1 - (np.asarray(value, dtype=float) - low) / max(high - low, 1e-9) * (y1 - y0)
 
 
-def _y_range(*arrays, include: tuple[float, ...] = ()) -> tuple[float, float]:
+def y_range(*arrays, include: tuple[float, ...] = ()) -> tuple[float, float]:
     values = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays] + [np.asarray(include, float)])
     values = values[np.isfinite(values)]
     if not len(values):
@@ -58,7 +58,9 @@ def _y_range(*arrays, include: tuple[float, ...] = ()) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-class _Sheet:
+class Sheet:
+    """A white PNG with a title and plot panels, drawn with PIL alone (no plotting library in the install)."""
+
     def __init__(self, width: int, height: int, title: str):
         self.image = Image.new("RGB", (width, height), "white")
         self.draw = ImageDraw.Draw(self.image)
@@ -148,14 +150,14 @@ def _timeline(runs: list[EpisodeRun], period_s: float):
 def plot_joints(path: Path, runs: list[EpisodeRun], period_s: float) -> Path:
     names = runs[0].trace.joint_names if runs else []
     rows = max(1, len(names))
-    sheet = _Sheet(1400, 70 + 170 * rows, "Joint targets sent (blue) vs measured positions (orange); light ticks: "
+    sheet = Sheet(1400, 70 + 170 * rows, "Joint targets sent (blue) vs measured positions (orange); light ticks: "
                    "chunk boundaries, red: queue ran dry, dashed: episodes")
     times, offsets, end = _timeline(runs, period_s)
     for j, name in enumerate(names):
         targets = [np.stack(r.trace.targets)[:, j] if r.trace.targets else np.zeros(0) for r in runs]
         measured = [np.stack(r.trace.measured)[:, j] if r.trace.measured else np.zeros(0) for r in runs]
         axis = sheet.panel((10, 40 + 170 * j, 1390, 40 + 170 * (j + 1)), name, (0.0, end),
-                           _y_range(*targets, *measured), "time (s)")
+                           y_range(*targets, *measured), "time (s)")
         for run, t, offset in zip(runs, times, offsets, strict=True):
             sheet.vlines(axis, offset + np.asarray(run.trace.chunk_starts) * period_s, BOUNDARY)
             sheet.vlines(axis, offset + np.asarray(run.trace.stall_ticks) * period_s, STALL, height=0.15)
@@ -168,13 +170,13 @@ def plot_joints(path: Path, runs: list[EpisodeRun], period_s: float) -> Path:
 
 
 def plot_latency(path: Path, runs: list[EpisodeRun], period_s: float) -> Path:
-    sheet = _Sheet(1400, 460, "Inference latency of each chunk when it joined the queue (green: one control period)")
+    sheet = Sheet(1400, 460, "Inference latency of each chunk when it joined the queue (green: one control period)")
     _, offsets, end = _timeline(runs, period_s)
     xs = np.asarray([offset + tick * period_s for run, offset in zip(runs, offsets, strict=True)
                      for tick, _ in run.trace.chunk_latencies], dtype=float)
     ys = np.asarray([ms for run in runs for ms in run.latencies_ms()], dtype=float)
     axis = sheet.panel((10, 40, 1390, 450), "latency (ms)", (0.0, end),
-                       _y_range(ys, include=(0.0, 1000 * period_s)), "time (s)")
+                       y_range(ys, include=(0.0, 1000 * period_s)), "time (s)")
     sheet.vlines(axis, offsets[1:], EPISODE, dashed=True)
     sheet.hline(axis, 1000 * period_s, REFERENCE, f"control period {1000 * period_s:.1f} ms")
     if len(ys):
@@ -188,11 +190,11 @@ def plot_latency(path: Path, runs: list[EpisodeRun], period_s: float) -> Path:
 
 def plot_uncertainty(path: Path, runs: list[EpisodeRun], period_s: float, threshold: float | None,
                      note: str = "") -> Path:
-    sheet = _Sheet(1400, 460, "Uncertainty score of the executing chunk (red: the policy's hand-off threshold)")
+    sheet = Sheet(1400, 460, "Uncertainty score of the executing chunk (red: the policy's hand-off threshold)")
     times, offsets, end = _timeline(runs, period_s)
     scores = [np.asarray(run.trace.uncertainty, dtype=float) for run in runs]
     include = () if threshold is None else (threshold,)
-    axis = sheet.panel((10, 40, 1390, 450), "uncertainty", (0.0, end), _y_range(*scores, include=include),
+    axis = sheet.panel((10, 40, 1390, 450), "uncertainty", (0.0, end), y_range(*scores, include=include),
                        "time (s)")
     sheet.vlines(axis, offsets[1:], EPISODE, dashed=True)
     for t, score in zip(times, scores, strict=True):
