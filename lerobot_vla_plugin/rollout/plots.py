@@ -48,7 +48,7 @@ class _Axis:
         return y1 - (np.asarray(value, dtype=float) - low) / max(high - low, 1e-9) * (y1 - y0)
 
 
-def y_range(*arrays, include: tuple[float, ...] = ()) -> tuple[float, float]:
+def padded_range(*arrays, include: tuple[float, ...] = ()) -> tuple[float, float]:
     values = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays] + [np.asarray(include, float)])
     values = values[np.isfinite(values)]
     if not len(values):
@@ -157,7 +157,7 @@ def plot_joints(path: Path, runs: list[EpisodeRun], period_s: float) -> Path:
         targets = [np.stack(r.trace.targets)[:, j] if r.trace.targets else np.zeros(0) for r in runs]
         measured = [np.stack(r.trace.measured)[:, j] if r.trace.measured else np.zeros(0) for r in runs]
         axis = sheet.panel((10, 40 + 170 * j, 1390, 40 + 170 * (j + 1)), name, (0.0, end),
-                           y_range(*targets, *measured), "time (s)")
+                           padded_range(*targets, *measured), "time (s)")
         for run, t, offset in zip(runs, times, offsets, strict=True):
             sheet.vlines(axis, offset + np.asarray(run.trace.chunk_starts) * period_s, BOUNDARY)
             sheet.vlines(axis, offset + np.asarray(run.trace.stall_ticks) * period_s, STALL, height=0.15)
@@ -176,7 +176,7 @@ def plot_latency(path: Path, runs: list[EpisodeRun], period_s: float) -> Path:
                      for tick, _ in run.trace.chunk_latencies], dtype=float)
     ys = np.asarray([ms for run in runs for ms in run.latencies_ms()], dtype=float)
     axis = sheet.panel((10, 40, 1390, 450), "latency (ms)", (0.0, end),
-                       y_range(ys, include=(0.0, 1000 * period_s)), "time (s)")
+                       padded_range(ys, include=(0.0, 1000 * period_s)), "time (s)")
     sheet.vlines(axis, offsets[1:], EPISODE, dashed=True)
     sheet.hline(axis, 1000 * period_s, REFERENCE, f"control period {1000 * period_s:.1f} ms")
     if len(ys):
@@ -194,7 +194,7 @@ def plot_uncertainty(path: Path, runs: list[EpisodeRun], period_s: float, thresh
     times, offsets, end = _timeline(runs, period_s)
     scores = [np.asarray(run.trace.uncertainty, dtype=float) for run in runs]
     include = () if threshold is None else (threshold,)
-    axis = sheet.panel((10, 40, 1390, 450), "uncertainty", (0.0, end), y_range(*scores, include=include),
+    axis = sheet.panel((10, 40, 1390, 450), "uncertainty", (0.0, end), padded_range(*scores, include=include),
                        "time (s)")
     sheet.vlines(axis, offsets[1:], EPISODE, dashed=True)
     for t, score in zip(times, scores, strict=True):

@@ -64,13 +64,13 @@ def write_loss_curve(points: list[tuple[int, float]], path: Path) -> Path:
     """Loss against step on the rollout plots' drawing sheet (PIL only, no plotting library needed)."""
     import numpy as np
 
-    from lerobot_vla_plugin.rollout.plots import INK, TARGET, Sheet, y_range
+    from lerobot_vla_plugin.rollout.plots import INK, TARGET, Sheet, padded_range
 
     steps = np.array([s for s, _ in points], dtype=float)
     log_loss = np.log10(np.maximum([loss for _, loss in points], 1e-12))
     sheet = Sheet(760, 360, "Training loss (lerobot-train log)")
     axis = sheet.panel((10, 40, 750, 350), "log10(loss)", (float(steps.min()), float(max(steps.max(), 1.0))),
-                       y_range(log_loss), x_label="training step")
+                       padded_range(log_loss), x_label="training step")
     sheet.line(axis, steps, log_loss, TARGET)
     sheet.dots(axis, steps, log_loss, INK)
     return sheet.save(path)
