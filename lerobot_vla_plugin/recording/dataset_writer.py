@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -318,6 +319,13 @@ class CrashSafeRecorder:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise DatasetRootError(f"The dataset root {root} exists and is not a folder. Choose another "
+                                   "--dataset.root.")
+        ancestor = root.absolute()
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+            problem = "is a file, not a folder" if not ancestor.is_dir() else "is not writable"
+            raise DatasetRootError(f"Cannot create the dataset root {root}: {ancestor} {problem}. Choose another "
                                    "--dataset.root.")
         if holds_no_episodes(root):
             return

@@ -110,7 +110,8 @@ def test_a_corrupt_dataset_is_reported_by_resume_without_a_traceback(tmp_path, c
     (root / "meta" / "info.json").write_text('{"codebase_version": "v3.0", "total_epis')  # cut off mid-write
     assert cli.main(["record", *virtual_args(root, "--resume")]) == EXIT_FAULT
     error = capsys.readouterr().err
-    assert "error: " in error and "meta/info.json is not valid JSON" in error and "--dataset.root" in error
+    assert "error: " in error and "meta/info.json is not valid JSON" in error
+    assert f"lerobot-vla dataset-repair {root}" in error  # the fix, for this dataset
 
 
 def test_a_failed_save_is_reported_against_its_episode_and_the_next_take_is_kept(tmp_path):
