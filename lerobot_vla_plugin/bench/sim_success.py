@@ -142,10 +142,15 @@ def _evaluate(checkpoint, args, flow_steps: int | None, folder) -> dict:
     return evaluate(cfg, out=lambda line: None)
 
 
+def _overall(summary: dict) -> dict:
+    """The all-tasks row of an evaluation summary (the only row when a single task was evaluated)."""
+    return summary.get("all") or next(iter(summary.values()))
+
+
 def _row_line(row: dict) -> str:
     summary = row["summary"]
     tasks = "  ".join(f"{task} {s['successes']}/{s['episodes']}" for task, s in summary.items() if task != "all")
-    every = summary.get("all") or next(iter(summary.values()))
+    every = _overall(summary)
     low, high = every["wilson95"]
     return (f"{row['policy']:<28} demos {row['demos']:>3}  success {100 * every['success_rate']:5.1f}% "
             f"[{100 * low:.0f}-{100 * high:.0f}%]  {tasks}  train {row['train_wall_s'] / 60:.1f} min "
@@ -155,12 +160,11 @@ def _row_line(row: dict) -> str:
 def format_rows(rows: list[dict]) -> str:
     """The table, with each policy's success rate as a ratio to ACT's (same data and budget) when ACT ran."""
     act = next((r for r in rows if r["type"] == "act"), None)
-    act_rate = None if act is None else (act["summary"].get("all") or next(iter(act["summary"].values())))[
-        "success_rate"]
+    act_rate = None if act is None else _overall(act["summary"])["success_rate"]
     lines = [f"{'policy':<28} {'demos':>5} {'success':>8} {'95% Wilson':>12} {'vs ACT':>8} "
              f"{'train min':>9} {'samples/s':>9}"]
     for row in rows:
-        every = row["summary"].get("all") or next(iter(row["summary"].values()))
+        every = _overall(row["summary"])
         low, high = every["wilson95"]
         if act_rate is None or row is act:
             ratio = "-"
