@@ -271,3 +271,36 @@ def test_keypoint_tokens_join_the_prefix_and_train():
     loss, _ = policy.forward(batch)
     loss.backward()
     assert policy.model.prefix_encoder.keypoints.detector[0].weight.grad.abs().sum() > 0
+
+
+def test_instruction_film_starts_as_the_identity_and_then_lets_the_instruction_steer_the_image_features():
+    """FiLM added to an encoder trained without it changes nothing until trained (old checkpoints load and
+    start where they were); once its heads learn, the same images give different image tokens for "red" and
+    "blue", which is what lets a keypoint detector follow the cube the instruction names."""
+    config = make_tiny_config(image_keypoints=3, image_size=(32, 32), image_encoder_channels=(8, 16))
+    torch.manual_seed(0)
+    without_film = FlowVLAPolicy(config)
+    with_film = FlowVLAPolicy(make_tiny_config(
+        image_keypoints=3, image_size=(32, 32), image_encoder_channels=(8, 16), language_film=True))
+    missing, unexpected = with_film.load_state_dict(without_film.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(".film." in name for name in missing)
+    red, blue = (preprocessed(config, task=f"put the {color} cube in the bowl") for color in ("red", "blue"))
+    without_film.eval(), with_film.eval()
+    torch.testing.assert_close(with_film.model.encode_prefix(red)[0][0][0], without_film.model.encode_prefix(red)[0][0][0])
+
+    with_film.train()
+    loss, _ = with_film.forward(red)
+    loss.backward()
+    assert all(head.weight.grad.abs().sum() > 0 for head in with_film.model.prefix_encoder.film.heads)
+
+    encoder = with_film.model.prefix_encoder
+    with torch.no_grad():
+        for head in encoder.film.heads:
+            head.weight.normal_(std=0.5)
+        images = with_film.model.prepare_images(red)
+        text = {key: encoder.token_embedding(batch["observation.language.tokens"]) for key, batch in
+                (("red", red), ("blue", blue))}
+        masks = {key: batch["observation.language.attention_mask"].bool() for key, batch in (("red", red), ("blue", blue))}
+        red_tokens = encoder.encode_images(images, encoder.film(text["red"], masks["red"]))
+        blue_tokens = encoder.encode_images(images, encoder.film(text["blue"], masks["blue"]))
+    assert (red_tokens - blue_tokens).abs().max() > 1e-3

@@ -53,6 +53,28 @@ class SpatialSoftmaxKeypoints(nn.Module):
         return self.coordinate_proj(coordinates) + self.keypoint_embedding
 
 
+class InstructionFiLM(nn.Module):
+    """A per-channel (scale, shift) for each conv stage from the pooled instruction (FiLM, Perez et al. 2018).
+
+    Zero-initialised heads make it the identity at first, so adding it to a trained encoder changes nothing
+    until training uses it."""
+
+    def __init__(self, dim: int, stage_channels: tuple[int, ...]):
+        super().__init__()
+        self.pooled_mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(approximate="tanh"))
+        self.heads = nn.ModuleList(nn.Linear(dim, 2 * channels) for channels in stage_channels)
+        for head in self.heads:
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, text_embeddings: Tensor, text_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """text (batch, length, dim), mask (batch, length) -> one (scale, shift) pair of (batch, C) per stage."""
+        weights = text_mask[..., None].to(text_embeddings.dtype)
+        pooled = (text_embeddings * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        hidden = self.pooled_mlp(pooled)
+        return [tuple(head(hidden).chunk(2, dim=-1)) for head in self.heads]
+
+
 class SmallPrefixEncoder(nn.Module):
     """Compact CNN per camera (shared weights, per-camera embedding) + byte-text embedding + state token,
     fused by a small transformer. Trainable from scratch on a CPU."""
@@ -78,6 +100,7 @@ class SmallPrefixEncoder(nn.Module):
             SpatialSoftmaxKeypoints(channels[self.keypoint_stage], config.image_keypoints, dim)
             if config.image_keypoints > 0 else None
         )
+        self.film = InstructionFiLM(dim, channels[1:]) if config.language_film else None
         grid = (height // downsampling) * (width // downsampling)
         self.image_position = nn.Parameter(torch.randn(grid, dim) * 0.02)
         self.camera_embedding = nn.Embedding(config.max_cameras, dim)
@@ -92,12 +115,19 @@ class SmallPrefixEncoder(nn.Module):
         self.out_dim = dim
         self.image_size = tuple(config.image_size)
 
-    def encode_images(self, images: list[Tensor]) -> Tensor:
-        """images: one (batch, 3, H, W) tensor in [0, 1] per camera, already resized."""
+    def encode_images(self, images: list[Tensor], film: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        """images: one (batch, 3, H, W) tensor in [0, 1] per camera, already resized; film: InstructionFiLM's
+        (scale, shift) per conv stage, applied to every camera."""
         batch = images[0].shape[0]
-        stacked = torch.cat(images, dim=0)  # one conv pass for all cameras
-        early = self.image_encoder[: self.keypoint_stage]((stacked - 0.5) / 0.25)
-        features = self.image_encoder[self.keypoint_stage :](early)
+        features = (torch.cat(images, dim=0) - 0.5) / 0.25  # one conv pass for all cameras, camera-major
+        early = features
+        for stage, block in enumerate(self.image_encoder):
+            features = block(features)
+            if film is not None and stage < len(film):
+                scale, shift = (part.repeat(len(images), 1)[:, :, None, None] for part in film[stage])
+                features = features * (1.0 + scale) + shift
+            if stage + 1 == self.keypoint_stage:
+                early = features
         features = features.flatten(2).transpose(1, 2) + self.image_position
         if self.keypoints is not None:
             features = torch.cat([features, self.keypoints(early)], dim=1)
@@ -109,13 +139,15 @@ class SmallPrefixEncoder(nn.Module):
         self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor, state: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         batch = lang_tokens.shape[0]
+        length = lang_tokens.shape[1]
+        text_tokens = self.token_embedding(lang_tokens) + self.text_position[:length]
         parts, masks = [], []
         if images:
-            image_tokens = self.encode_images(images)
+            film = None if self.film is None else self.film(text_tokens, lang_mask.bool())
+            image_tokens = self.encode_images(images, film)
             parts.append(image_tokens)
             masks.append(torch.ones(image_tokens.shape[:2], dtype=torch.bool, device=image_tokens.device))
-        length = lang_tokens.shape[1]
-        parts.append(self.token_embedding(lang_tokens) + self.text_position[:length])
+        parts.append(text_tokens)
         masks.append(lang_mask.bool())
         if state is not None:
             parts.append(self.state_proj(state)[:, None, :])

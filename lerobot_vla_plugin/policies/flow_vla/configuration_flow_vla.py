@@ -69,6 +69,11 @@ class FlowVLAConfig(PreTrainedConfig):
     # few pixels wide; the coarse token grid (one token per 16x16 pixels) blurs where it is, a keypoint reads it
     # to a fraction of a pixel.
     image_keypoints: int = 0
+    # The instruction modulates the image encoder's feature maps (FiLM: a per-channel scale and shift from the
+    # pooled instruction, Perez et al. 2018, as in RT-1), so the keypoint detectors can look for the object the
+    # instruction names instead of every object; without it "red" versus "blue" is only read after pooling.
+    # Initialised to the identity, so a checkpoint trained without it loads and starts where it was.
+    language_film: bool = False
     dim_feedforward_multiplier: int = 4  # feed-forward width as a multiple of the model width
     dropout: float = 0.0  # dropout rate while training
     # Text: "bytes" (UTF-8 bytes, ships with the package) or, with the pretrained backbone, its own tokenizer.
