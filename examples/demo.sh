@@ -6,7 +6,11 @@
 #   3. fine-tune the flow_vla policy on it with stock `lerobot-train`;
 #   4. roll the checkpoint out on fresh scenes (evaluation seeds, never recorded) with asynchronous inference and
 #      real-time chunking, each chunk charged its measured latency, and count successes per task;
-#   5. write the report folder $DEMO_OUT/report (success table, loss curve, frames, stage times, the commands).
+#   5. one flywheel round: calibrate the policy's uncertainty threshold on held-out episodes, roll it out with
+#      hand-off (the scripted operator takes the leader when the policy is unsure), merge the demonstrations with
+#      the corrected episodes, fine-tune from the checkpoint on the merge, and evaluate again on the same scenes;
+#   6. write the report folder $DEMO_OUT/report (success per task and round, loss curve, frames, stage times, the
+#      commands).
 #
 # Re-running keeps finished work: recording resumes the dataset in $DEMO_OUT (also after a run that died
 # mid-recording) up to DEMO_EPISODES episodes; training is skipped when a checkpoint for the same dataset and
@@ -19,7 +23,8 @@
 #   --quick           smoke-test sizes (2 episodes, 2 training steps, 2 two-second evaluation scenes); the
 #                     policy cannot succeed at this size
 # Environment: DEMO_OUT (default outputs/demo), DEMO_EPISODES (8), DEMO_TRAIN_STEPS (300), DEMO_EVAL_EPISODES (10),
-# DEMO_EVAL_EPISODE_S (simulated seconds per evaluation try, 20).
+# DEMO_EVAL_EPISODE_S (simulated seconds per evaluation try, 20), DEMO_FLYWHEEL_EPISODES (rollouts with hand-off, 4),
+# DEMO_FLYWHEEL_STEPS (fine-tune steps on the merge, 100).
 set -euo pipefail
 IGNORE_QUALITY=0 FRESH=0 QUICK=0
 for arg in "$@"; do
@@ -38,23 +43,37 @@ export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1
 OUT="${DEMO_OUT:-outputs/demo}"
 if ((QUICK)); then
   EPISODES="${DEMO_EPISODES:-2}" STEPS="${DEMO_TRAIN_STEPS:-2}" EVAL_EPISODES="${DEMO_EVAL_EPISODES:-2}"
-  EVAL_EPISODE_S="${DEMO_EVAL_EPISODE_S:-2}"
+  EVAL_EPISODE_S="${DEMO_EVAL_EPISODE_S:-2}" FLYWHEEL_EPISODES="${DEMO_FLYWHEEL_EPISODES:-1}"
+  FLYWHEEL_STEPS="${DEMO_FLYWHEEL_STEPS:-2}" HELD_OUT_EPISODES=1 CALIBRATION_BATCHES=1
+  # A 2-step policy's uncertainty means nothing: every chunk counts as uncertain, so the hand-off path runs.
+  FLYWHEEL_THRESHOLD=(--policy.uncertainty_threshold=0)
 else
   EPISODES="${DEMO_EPISODES:-8}" STEPS="${DEMO_TRAIN_STEPS:-300}" EVAL_EPISODES="${DEMO_EVAL_EPISODES:-10}"
-  EVAL_EPISODE_S="${DEMO_EVAL_EPISODE_S:-20}"
+  EVAL_EPISODE_S="${DEMO_EVAL_EPISODE_S:-20}" FLYWHEEL_EPISODES="${DEMO_FLYWHEEL_EPISODES:-4}"
+  FLYWHEEL_STEPS="${DEMO_FLYWHEEL_STEPS:-100}" HELD_OUT_EPISODES=2 CALIBRATION_BATCHES=8
+  FLYWHEEL_THRESHOLD=()
 fi
-if ! [[ "$EPISODES" =~ ^[1-9][0-9]*$ && "$STEPS" =~ ^[1-9][0-9]*$ && "$EVAL_EPISODES" =~ ^[1-9][0-9]*$ &&
-        "$EVAL_EPISODE_S" =~ ^[1-9][0-9]*$ ]]; then
-  echo "error: DEMO_EPISODES, DEMO_TRAIN_STEPS, DEMO_EVAL_EPISODES and DEMO_EVAL_EPISODE_S must be positive" \
-       "whole numbers" >&2
-  exit 2
-fi
+for value in "$EPISODES" "$STEPS" "$EVAL_EPISODES" "$EVAL_EPISODE_S" "$FLYWHEEL_EPISODES" "$FLYWHEEL_STEPS"; do
+  if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: DEMO_EPISODES, DEMO_TRAIN_STEPS, DEMO_EVAL_EPISODES, DEMO_EVAL_EPISODE_S, DEMO_FLYWHEEL_EPISODES" \
+         "and DEMO_FLYWHEEL_STEPS must be positive whole numbers (got '$value')" >&2
+    exit 2
+  fi
+done
 DATASET="$OUT/so101_virtual_demo"
 TRAIN="$OUT/train"
 CHECKPOINT="$TRAIN/checkpoints/last/pretrained_model"
 TRAINED_STAMP="$OUT/trained_on.txt"  # "<dataset fingerprint> steps=<n>" of the finished checkpoint
 EVAL="$OUT/eval_round0"
 EVALUATED_STAMP="$OUT/evaluated.txt"  # "<trained stamp> episodes=<n>" of the finished evaluation
+HELD_OUT="$OUT/held_out"  # episodes never trained on (other scene seeds), for the uncertainty threshold
+CALIBRATED_STAMP="$OUT/calibrated.txt"  # "<trained stamp>" whose checkpoint holds a calibrated threshold
+ROLLOUT1="$OUT/round1_rollout"  # the rollout with hand-off, recorded
+MERGED1="$OUT/round1_dataset"  # demonstrations + the corrected episodes
+TRAIN1="$OUT/train_round1"
+CHECKPOINT1="$TRAIN1/checkpoints/last/pretrained_model"
+EVAL1="$OUT/eval_round1"
+ROUND1_STAMP="$OUT/round1.txt"  # "<calibrated stamp> episodes=<n> steps=<n> eval=<n>x<s>" of a finished round
 
 stage() {  # stage NAME NOTE COMMAND...: run it, log the exact command to commands.sh and its wall time
   local name="$1" note="$2" start=$SECONDS
@@ -75,10 +94,11 @@ keep_aside() {  # rename a folder to <folder>.<date-time> instead of deleting it
   echo "$kept"
 }
 
-dataset_info() {  # a field of the dataset's meta/info.json (the recorder's commit record), 0 when there is none
-  if [[ -f "$DATASET/meta/info.json" ]]; then
+dataset_info() {  # dataset_info FIELD [ROOT]: a field of meta/info.json (the recorder's commit record) of ROOT
+  local root="${2:-$DATASET}"  # (default the demonstrations), 0 when there is none
+  if [[ -f "$root/meta/info.json" ]]; then
     .venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
-      "$DATASET/meta/info.json" "$1"
+      "$root/meta/info.json" "$1"
   else
     echo 0
   fi
@@ -94,14 +114,14 @@ fi
 
 have="$(dataset_info total_episodes)"
 if ((have >= EPISODES)); then
-  echo "== 1/5 $DATASET already holds $have episodes (DEMO_EPISODES=$EPISODES): recording skipped"
+  echo "== 1/6 $DATASET already holds $have episodes (DEMO_EPISODES=$EPISODES): recording skipped"
 else
   resume=()
   if [[ -d "$DATASET" ]]; then
     resume=(--resume)
-    echo "== 1/5 resuming $DATASET: $have episodes recorded, $((EPISODES - have)) to go"
+    echo "== 1/6 resuming $DATASET: $have episodes recorded, $((EPISODES - have)) to go"
   else
-    echo "== 1/5 recording $EPISODES hands-free episodes on the virtual SO-101 -> $DATASET"
+    echo "== 1/6 recording $EPISODES hands-free episodes on the virtual SO-101 -> $DATASET"
   fi
   # --resume records --dataset.num_episodes more; the episode index (not this session) picks task and scene.
   stage record "$((EPISODES - have)) episodes" \
@@ -114,7 +134,7 @@ else
   }
 fi
 
-echo "== 2/5 dataset report (quality gate)"
+echo "== 2/6 dataset report (quality gate)"
 report_status=0
 stage dataset-report "" .venv/bin/lerobot-vla dataset-report "$DATASET" --repo-id local/so101_virtual_demo --min-tasks 2 \
   --strict --plot "${DATASET}_report.png" || report_status=$?
@@ -135,9 +155,9 @@ fi
 want="episodes=$(dataset_info total_episodes) frames=$(dataset_info total_frames)"
 done_before="$(cat "$TRAINED_STAMP" 2>/dev/null || true)"
 if [[ -d "$CHECKPOINT" && "$done_before" == "$want steps=$STEPS" ]]; then
-  echo "== 3/5 $CHECKPOINT is already trained on this dataset ($want) for $STEPS steps: training skipped"
+  echo "== 3/6 $CHECKPOINT is already trained on this dataset ($want) for $STEPS steps: training skipped"
 elif [[ -d "$CHECKPOINT" && "$done_before" == "$want steps="* && "${done_before##*steps=}" -lt "$STEPS" ]]; then
-  echo "== 3/5 continuing training on the same dataset from step ${done_before##*steps=} to $STEPS -> $TRAIN"
+  echo "== 3/6 continuing training on the same dataset from step ${done_before##*steps=} to $STEPS -> $TRAIN"
   # lerobot-train finds the checkpoint to resume only from the --config_path=... form.
   stage train "resumed to $STEPS steps" .venv/bin/lerobot-train --config_path="$CHECKPOINT/train_config.json" \
     --resume=true --steps="$STEPS" --save_freq="$STEPS" 2>&1 | tee -a "$OUT/train.log"
@@ -147,7 +167,7 @@ else
     echo "== the training in $TRAIN is for other data or steps, or unfinished; kept in $(keep_aside "$TRAIN")"
   fi
   rm -f "$TRAINED_STAMP"
-  echo "== 3/5 fine-tuning flow_vla for $STEPS steps with stock lerobot-train -> $TRAIN"
+  echo "== 3/6 fine-tuning flow_vla for $STEPS steps with stock lerobot-train -> $TRAIN"
   rm -f "$OUT/train.log"
   stage train "$STEPS steps" .venv/bin/lerobot-train --config_path recipes/so101_virtual_demo_small_cpu.json \
     --dataset.root "$DATASET" --output_dir "$TRAIN" \
@@ -157,18 +177,65 @@ fi
 
 evaluated="$(cat "$TRAINED_STAMP") episodes=$EVAL_EPISODES seconds=$EVAL_EPISODE_S"
 if [[ -f "$EVAL/eval_episodes.json" && "$(cat "$EVALUATED_STAMP" 2>/dev/null || true)" == "$evaluated" ]]; then
-  echo "== 4/5 $CHECKPOINT is already evaluated on $EVAL_EPISODES fresh scenes: evaluation skipped"
+  echo "== 4/6 $CHECKPOINT is already evaluated on $EVAL_EPISODES fresh scenes: evaluation skipped"
 else
   [[ -e "$EVAL" ]] && echo "== the evaluation in $EVAL is for another checkpoint; kept in $(keep_aside "$EVAL")"
   rm -f "$EVALUATED_STAMP"
-  echo "== 4/5 rolling $CHECKPOINT out on $EVAL_EPISODES fresh scenes (async inference + RTC, measured delay)"
+  echo "== 4/6 rolling $CHECKPOINT out on $EVAL_EPISODES fresh scenes (async inference + RTC, measured delay)"
   stage evaluate "$EVAL_EPISODES scenes, async + RTC" .venv/bin/lerobot-vla eval --policy.path="$CHECKPOINT" \
     --virtual so101 --eval.episodes "$EVAL_EPISODES" --eval.episode_time_s "$EVAL_EPISODE_S" \
     --eval.inference async --output_dir "$EVAL"
   echo "$evaluated" > "$EVALUATED_STAMP"
 fi
 
-echo "== 5/5 report"
+round="$(cat "$TRAINED_STAMP") episodes=$FLYWHEEL_EPISODES steps=$FLYWHEEL_STEPS eval=${EVAL_EPISODES}x$EVAL_EPISODE_S"
+if [[ "$(cat "$ROUND1_STAMP" 2>/dev/null || true)" == "$round" ]]; then
+  echo "== 5/6 the flywheel round for this checkpoint is done: skipped"
+else
+  rm -f "$ROUND1_STAMP"
+  for folder in "$ROLLOUT1" "$MERGED1" "$TRAIN1" "$EVAL1" "$OUT/round1_rollout_report"; do
+    [[ -e "$folder" ]] && echo "== $folder is from an earlier round; kept in $(keep_aside "$folder")"
+  done
+  echo "== 5/6 flywheel round: calibrate uncertainty, roll out with hand-off, merge the corrections, fine-tune, evaluate"
+  if [[ "$(cat "$CALIBRATED_STAMP" 2>/dev/null || true)" != "$(cat "$TRAINED_STAMP")" ]]; then
+    if (( $(dataset_info total_episodes "$HELD_OUT") < HELD_OUT_EPISODES )); then
+      [[ -e "$HELD_OUT" ]] && echo "== $HELD_OUT is incomplete; kept in $(keep_aside "$HELD_OUT")"
+      # Seeds from 100000 on: scenes the demonstrations (seeds 0, 1, ...) never showed.
+      stage record-held-out "$HELD_OUT_EPISODES episodes" .venv/bin/lerobot-vla record --virtual so101 \
+        --tasks red,blue --seed 100000 --keyboard none --report=false --dataset.repo_id local/held_out \
+        --dataset.root "$HELD_OUT" --dataset.num_episodes "$HELD_OUT_EPISODES"
+    fi
+    stage calibrate "held-out episodes" .venv/bin/lerobot-vla calibrate-uncertainty "$CHECKPOINT" "$HELD_OUT" \
+      --max-batches "$CALIBRATION_BATCHES"
+    cat "$TRAINED_STAMP" > "$CALIBRATED_STAMP"
+  fi
+  # Seeds 1000 on: other fresh scenes than the evaluations' (0, 1, ...), so the evaluation stays unseen.
+  stage rollout-hand-off "$FLYWHEEL_EPISODES episodes" .venv/bin/lerobot-vla rollout --virtual so101 \
+    --policy.path="$CHECKPOINT" "${FLYWHEEL_THRESHOLD[@]}" --rollout.hand_off true \
+    --rollout.episodes "$FLYWHEEL_EPISODES" --rollout.episode_time_s "$EVAL_EPISODE_S" --rollout.seed 1000 \
+    --dataset.repo_id local/round1_rollout --dataset.root "$ROLLOUT1" --output_dir "$OUT/round1_rollout_report"
+  merge_status=0
+  stage merge "demos + corrections" .venv/bin/lerobot-vla flywheel-merge --demos "$DATASET" --rollouts "$ROLLOUT1" \
+    --output "$MERGED1" || merge_status=$?
+  if ((merge_status == 3)); then
+    echo "== the policy never handed off in $FLYWHEEL_EPISODES rollouts: no corrections to learn from; round 1 ends here"
+  elif ((merge_status)); then
+    echo "error: merging $DATASET and $ROLLOUT1 failed (above)." >&2
+    exit 1
+  else
+    # Fine-tunes the round-0 weights (--policy.path) on the merge; the round-0 checkpoint stays as it is.
+    stage train-round1 "$FLYWHEEL_STEPS steps" .venv/bin/lerobot-train --policy.path="$CHECKPOINT" \
+      --dataset.repo_id local/round1_dataset --dataset.root "$MERGED1" --output_dir "$TRAIN1" \
+      --batch_size 32 --steps "$FLYWHEEL_STEPS" --save_freq "$FLYWHEEL_STEPS" --log_freq 50 --num_workers 0 \
+      2>&1 | tee "$OUT/train_round1.log"
+    stage evaluate-round1 "$EVAL_EPISODES scenes, async + RTC" .venv/bin/lerobot-vla eval \
+      --policy.path="$CHECKPOINT1" --virtual so101 --eval.episodes "$EVAL_EPISODES" \
+      --eval.episode_time_s "$EVAL_EPISODE_S" --eval.inference async --output_dir "$EVAL1"
+  fi
+  echo "$round" > "$ROUND1_STAMP"
+fi
+
+echo "== 6/6 report"
 .venv/bin/lerobot-vla demo-report "$OUT"
 echo "Done: dataset $DATASET (report: ${DATASET}_report.png),"
 echo "      checkpoint $CHECKPOINT (load with --policy.path), success on fresh scenes in $OUT/report/README.md."

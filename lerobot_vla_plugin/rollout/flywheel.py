@@ -16,10 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .recording import EXTRA_FEATURES
-
-# The demonstrations' uncertainty and inference latency in a merged dataset: no policy ran there.
-NOT_MEASURED = -1.0
+from .recording import EXTRA_FEATURES, NOT_MEASURED
 
 
 def _with_rollout_features(dataset, workdir: Path):
@@ -30,8 +27,7 @@ def _with_rollout_features(dataset, workdir: Path):
     if not missing:
         return dataset
     frames = dataset.meta.total_frames
-    # Not measured is NOT_MEASURED (-1, never a real score or latency), not NaN: LeRobot's parquet writer stores
-    # NaN as null, and a null breaks the dataloader's collation in lerobot-train.
+    # The demonstrations' uncertainty and latency: no policy ran there (NOT_MEASURED, see recording.py).
     values = {"intervention": np.zeros((frames, 1), dtype=bool),
               "uncertainty": np.full((frames, 1), NOT_MEASURED, dtype=np.float32),
               "inference_latency_ms": np.full((frames, 1), NOT_MEASURED, dtype=np.float32)}

@@ -5,8 +5,12 @@ after the follower's clamps, plus three per-frame features stock LeRobot loads l
 
 - `intervention` (bool): a person had control on that frame (always false until a hand-off exists);
 - `uncertainty` (float32): the executing chunk's uncertainty score when the policy has one (flow_vla's
-  `action_uncertainty`), else NaN;
-- `inference_latency_ms` (float32): how long the executing chunk took to compute (NaN before the first chunk).
+  `action_uncertainty`), else NOT_MEASURED (-1);
+- `inference_latency_ms` (float32): how long the executing chunk took to compute (NOT_MEASURED before the first
+  chunk).
+
+Not measured is -1, never NaN: LeRobot's parquet writer stores NaN as null, and one null breaks the collation of
+every batch that draws the frame in `lerobot-train`, so a fine-tune on the rollout would crash.
 
 Each episode's metadata row carries the loop's measurements and, when the simulation knows it, `is_success`.
 """
@@ -16,6 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+# An uncertainty or latency that was not measured (no policy ran, or none had answered yet): never a real value.
+NOT_MEASURED = -1.0
 
 EXTRA_FEATURES = {
     "intervention": {"dtype": "bool", "shape": (1,), "names": None},
@@ -65,7 +72,10 @@ class RolloutRecorder:
         frame = {**build_dataset_frame(features, observation, prefix=OBS_STR),
                  **build_dataset_frame(features, sent_action, prefix=ACTION), "task": self.task}
         for key, feature in EXTRA_FEATURES.items():
-            frame[key] = np.array([extras[key]], dtype=feature["dtype"])
+            value = extras[key]
+            if feature["dtype"] == "float32" and not np.isfinite(value):
+                value = NOT_MEASURED
+            frame[key] = np.array([value], dtype=feature["dtype"])
         self.recorder.add_frame(frame)
 
     @property

@@ -3,7 +3,10 @@ folder is written, and a second run resumes instead of redoing finished work."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -21,19 +24,31 @@ def run_demo(out: Path) -> str:
 
 
 @pytest.mark.slow
-def test_quick_main_job_records_trains_evaluates_reports_and_resumes(tmp_path):
+def test_quick_main_job_records_trains_evaluates_runs_a_flywheel_round_reports_and_resumes(tmp_path):
     out = tmp_path / "demo"
     first = run_demo(out)
-    for heading in ("== 1/5 recording 2", "== 2/5 dataset report", "== 3/5 fine-tuning flow_vla for 2 steps",
-                    "== 4/5 rolling", "== 5/5 report"):
+    for heading in ("== 1/6 recording 2", "== 2/6 dataset report", "== 3/6 fine-tuning flow_vla for 2 steps",
+                    "== 4/6 rolling", "== 5/6 flywheel round", "== 6/6 report"):
         assert heading in first
-    report = (out / "report" / "README.md").read_text()
-    assert "| round0 | async | all | " in report
-    assert "lerobot-train --config_path recipes/so101_virtual_demo_small_cpu.json" in report
     stages = [line.split("\t")[0] for line in (out / "stage_times.tsv").read_text().splitlines()]
-    assert stages == ["record", "dataset-report", "train", "evaluate"]
+    assert stages == ["record", "dataset-report", "train", "evaluate", "record-held-out", "calibrate",
+                      "rollout-hand-off", "merge", "train-round1", "evaluate-round1"]
+    # The flywheel: a threshold calibrated into the checkpoint, corrections recorded and merged with the demos,
+    # a fine-tune from the round-0 weights, and the same scenes evaluated again.
+    threshold = json.loads((out / "train/checkpoints/last/pretrained_model/config.json").read_text())[
+        "uncertainty_threshold"]
+    assert isinstance(threshold, float) and math.isfinite(threshold)
+    merged = re.search(r"Merged 3 episodes \((\d+) frames, (\d+) of them intervention frames\)", first)
+    assert merged and 0 < int(merged[2]) < int(merged[1])
+    assert (out / "train_round1/checkpoints/last/pretrained_model/model.safetensors").is_file()
+    report = (out / "report" / "README.md").read_text()
+    assert "| round0 | async | all | " in report and "| round1 | async | all | " in report
+    assert "lerobot-train --config_path recipes/so101_virtual_demo_small_cpu.json" in report
+    assert "lerobot-vla flywheel-merge --demos" in report
 
     second = run_demo(out)
-    assert "recording skipped" in second and "training skipped" in second and "evaluation skipped" in second
+    for skipped in ("recording skipped", "training skipped", "evaluation skipped", "flywheel round for this "
+                    "checkpoint is done: skipped"):
+        assert skipped in second
     assert [line.split("\t")[0] for line in (out / "stage_times.tsv").read_text().splitlines()] == [
-        "record", "dataset-report", "train", "evaluate", "dataset-report"]
+        *stages, "dataset-report"]

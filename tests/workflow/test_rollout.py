@@ -22,6 +22,7 @@ from PIL import Image
 
 import lerobot_robot_vla_plugin  # noqa: F401  (registers our robot, camera and policy like plugin discovery)
 from lerobot_vla_plugin import cli
+from lerobot_vla_plugin.rollout.recording import NOT_MEASURED
 from lerobot_vla_plugin.workflow.rollout import EXIT_FAULT, Rollout
 from lerobot_vla_plugin.workflow.rollout_config import parse_config
 
@@ -75,13 +76,15 @@ def check_rollout_outputs(code: int, tmp_path, root, policy_type: str) -> None:
     assert list(dataset.meta.episodes["rollout/chunks"]) == [e["chunks"] for e in summary["per_episode"]]
     column = {key: np.concatenate([np.ravel(v) for v in dataset.hf_dataset[key]]) for key in EXTRA_FEATURES}
     assert not column["intervention"].any()
+    # Not measured is NOT_MEASURED (-1), never NaN, which the parquet files would hold as null and which breaks
+    # lerobot-train's collation.
     latency = column["inference_latency_ms"].reshape(2, 30)
-    assert np.isnan(latency[:, :2]).all() and (latency[:, 2:] > 0).all()  # unknown until the first chunk runs
+    assert (latency[:, :2] == NOT_MEASURED).all() and (latency[:, 2:] > 0).all()  # unknown until the first chunk
     uncertainty = column["uncertainty"].reshape(2, 30)
     if policy_type == "flow_vla":  # flow_vla scores every chunk
-        assert np.isnan(uncertainty[:, :2]).all() and np.isfinite(uncertainty[:, 2:]).all()
+        assert (uncertainty[:, :2] == NOT_MEASURED).all() and (uncertainty[:, 2:] >= 0).all()
     else:  # ACT has no uncertainty
-        assert np.isnan(uncertainty).all()
+        assert (uncertainty == NOT_MEASURED).all()
     actions = np.stack([np.asarray(a) for a in dataset.hf_dataset["action"]])
     assert np.isfinite(actions).all()
     assert dataset[0]["task"] == "put the red cube in the bowl" and dataset[30]["task"] == "put the blue cube in the bowl"
