@@ -344,6 +344,7 @@ def bench(args: argparse.Namespace, policy_cfg, specs) -> int:
         text.append(format_rows(rows, f"\nRollout on the virtual SO-101, {clock} clock ({how}), target {args.fps} Hz, "
                                       f"{args.episodes} episode(s) x {args.episode_time_s:g} s per row, same scenes; "
                                       "latency ms, jerk deg/tick^2"))
+    text.append("stalls: " + settings["definitions"]["stalls"] + ".\njerk: " + settings["definitions"]["jerk"] + ".")
     if rate_rows:
         text.append("\n" + format_rates(rate_rows))
     text.append(f"\n{finished_load} (at the end; {report['wall_s']:.0f} s wall)")
