@@ -68,8 +68,9 @@ class TickInfo:
 
 
 class RunnerProbe:
-    """Reads an `AsyncPolicyRunner`'s public state after each `act`; any other runner (scripted, synchronous
-    select_action) reports nothing, and its ticks count as plain ticks."""
+    """Reads an `AsyncPolicyRunner`'s public state after each `act`; a runner with a `tick_info()` (the synchronous
+    select_action runner) says itself; any other runner (scripted) reports nothing, and its ticks count as plain
+    ticks."""
 
     def __init__(self, runner):
         self.runner = runner
@@ -97,6 +98,8 @@ class RunnerProbe:
 
     def after_act(self) -> TickInfo:
         runner = self.runner
+        if callable(getattr(runner, "tick_info", None)):
+            return runner.tick_info()
         episodes = getattr(runner, "episodes", None)
         if not episodes:
             return TickInfo()

@@ -13,6 +13,10 @@ import threading
 import time
 
 INFERENCE_MODES = ("async", "sync")
+# How an asynchronous runner joins a new chunk to the remainder of the last one (action_queue.py): "auto" is RTC
+# when the policy supports it, else "blend"; "rtc" continues the remainder (the policy is given it); "blend"
+# crossfades into the new chunk; "naive" lets the new chunk simply replace the remainder.
+MERGE_MODES = ("auto", "rtc", "blend", "naive")
 
 
 class BlockingClock:
@@ -82,17 +86,22 @@ class InstrumentedPolicy:
 
 
 def build_runner(loaded, *, inference: str, period_s: float, lockstep: bool, delay_ticks: int | None = None,
-                 score_uncertainty: bool = True):
-    """An `AsyncPolicyRunner` for `inference` ("async" / "sync") on a lockstep or wall-clock arm. The loaded
-    policy is wrapped in `InstrumentedPolicy` (then `runner.loaded.policy`)."""
+                 score_uncertainty: bool = True, merge: str = "auto"):
+    """An `AsyncPolicyRunner` for `inference` ("async" / "sync") on a lockstep or wall-clock arm, joining chunks
+    as `merge` says (async only). The loaded policy is wrapped in `InstrumentedPolicy` (then
+    `runner.loaded.policy`)."""
     from .async_runner import AsyncPolicyRunner
     from .clock import LockstepClock, WallClock
 
     if inference not in INFERENCE_MODES:
         raise ValueError(f"inference must be one of {INFERENCE_MODES}, got {inference!r}")
+    if merge not in MERGE_MODES:
+        raise ValueError(f"merge must be one of {MERGE_MODES}, got {merge!r}")
     if not isinstance(loaded.policy, InstrumentedPolicy):
         loaded.policy = InstrumentedPolicy(loaded.policy, score=score_uncertainty)
     if inference == "sync":
         return AsyncPolicyRunner(loaded, period_s=period_s, clock=BlockingClock(), margin_ticks=0)
     clock = LockstepClock(period_s, delay_ticks) if lockstep else WallClock()
-    return AsyncPolicyRunner(loaded, period_s=period_s, clock=clock)
+    use_rtc = {"auto": None, "rtc": True}.get(merge, False)
+    merging = {"crossfade_steps": 0} if merge == "naive" else {}
+    return AsyncPolicyRunner(loaded, period_s=period_s, clock=clock, use_rtc=use_rtc, **merging)

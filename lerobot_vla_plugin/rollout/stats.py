@@ -7,19 +7,57 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 
-def second_difference_max(actions: np.ndarray, boundaries: list[int], start: int = 0) -> tuple[float, float]:
-    """Max |a[i+1] - 2 a[i] + a[i-1]| (over joints) at chunk boundaries and elsewhere, for the targets sent from
-    tick `start` on. A boundary at tick b (the first action of a new chunk) counts at centres b-1 and b, where a jump
-    between a[b-1] and a[b] shows up. Returns (at_boundaries, elsewhere); 0.0 where there is nothing to measure."""
+def second_differences(actions: np.ndarray, boundaries: list[int], start: int = 0,
+                       columns: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """|a[i+1] - 2 a[i] + a[i-1]| (max over `columns`, default every joint) for the targets sent from tick `start`
+    on, split into (at chunk boundaries, elsewhere). A boundary at tick b (the first action of a new chunk) counts
+    at centres b-1 and b, where a jump between a[b-1] and a[b] shows up. Either array may be empty."""
     actions = np.asarray(actions, dtype=float)
+    if columns is not None:
+        actions = actions[:, columns]
     if len(actions) - start < 3:
-        return 0.0, 0.0
+        return np.zeros(0), np.zeros(0)
     second = np.abs(actions[start + 2:] - 2 * actions[start + 1:-1] + actions[start:-2]).max(axis=1)
     centres = np.arange(start + 1, len(actions) - 1)
     at_boundary = np.isin(centres, [c for b in boundaries for c in (b - 1, b)])
-    boundary = float(second[at_boundary].max()) if at_boundary.any() else 0.0
-    elsewhere = float(second[~at_boundary].max()) if (~at_boundary).any() else 0.0
-    return boundary, elsewhere
+    return second[at_boundary], second[~at_boundary]
+
+
+def second_difference_max(actions: np.ndarray, boundaries: list[int], start: int = 0) -> tuple[float, float]:
+    """The largest second difference at chunk boundaries and elsewhere (see `second_differences`); 0.0 where
+    there is nothing to measure."""
+    at_boundary, elsewhere = second_differences(actions, boundaries, start)
+    return (float(at_boundary.max()) if len(at_boundary) else 0.0,
+            float(elsewhere.max()) if len(elsewhere) else 0.0)
+
+
+def chunk_boundary_jerk(traces, skip: tuple[str, ...] = ("gripper.pos",)) -> dict:
+    """How abruptly the joint targets change where a new chunk takes over, against everywhere else, pooled over
+    episodes (`traces`: the control loop's EpisodeTrace, or anything with joint_names, requested, chunk_starts).
+
+    Per tick t: max over the joints not in `skip` of |a[t+1] - 2 a[t] + a[t-1]|, a being the targets the runner
+    sent (before the arm's clamps), in action units per tick^2 (degrees on SO arms; the gripper, in percent, is
+    skipped). Ticks before an episode's first chunk (the arm holding its pose) do not count, and neither does that
+    first chunk's start. Means and maxima are None where nothing was measured (no later chunk boundary)."""
+    at_boundary, elsewhere = [], []
+    for trace in traces:
+        if not trace.chunk_starts or not trace.requested:
+            continue
+        columns = [i for i, name in enumerate(trace.joint_names) if name not in skip]
+        first, *later = trace.chunk_starts
+        boundary, other = second_differences(np.stack(trace.requested), later, first, columns)
+        at_boundary.append(boundary)
+        elsewhere.append(other)
+    at_boundary = np.concatenate(at_boundary) if at_boundary else np.zeros(0)
+    elsewhere = np.concatenate(elsewhere) if elsewhere else np.zeros(0)
+
+    def mean(values):
+        return float(values.mean()) if len(values) else None
+
+    return {"jerk_boundary": mean(at_boundary), "jerk_elsewhere": mean(elsewhere),
+            "jerk_boundary_max": float(at_boundary.max()) if len(at_boundary) else None,
+            "jerk_elsewhere_max": float(elsewhere.max()) if len(elsewhere) else None,
+            "jerk_boundary_ticks": len(at_boundary), "jerk_elsewhere_ticks": len(elsewhere)}
 
 
 @dataclass

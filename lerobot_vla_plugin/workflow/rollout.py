@@ -4,7 +4,8 @@
         --robot.cameras="{front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 30}}" \\
         --policy.path=outputs/train/flow_vla/checkpoints/last/pretrained_model \\
         --task "put the red cube in the bowl" [--rollout.episodes N] [--rollout.episode_time_s S] \\
-        [--rollout.fps 30] [--rollout.inference async|sync] [--dataset.repo_id=me/eval_pick --dataset.root=DIR] \\
+        [--rollout.fps 30] [--rollout.inference async|sync] [--rollout.merge auto|rtc|blend|naive] \\
+        [--dataset.repo_id=me/eval_pick --dataset.root=DIR] \\
         [--display_data true] [--output_dir DIR] [--teleop.type=vla_so101_leader --teleop.port=... --teleop.id=leader]
     lerobot-vla rollout --virtual so101 --policy.path=DIR [--task "put the red cube in the bowl"] ...
 
@@ -162,7 +163,7 @@ class Rollout:
             loaded.policy = self.wrap_policy(loaded.policy)
         self.runner = build_runner(loaded, inference=cfg.rollout.inference, period_s=1.0 / cfg.rollout.fps,
                                    lockstep=uses_lockstep(cfg), delay_ticks=cfg.rollout.inference_delay_ticks,
-                                   score_uncertainty=cfg.rollout.uncertainty)
+                                   score_uncertainty=cfg.rollout.uncertainty, merge=cfg.rollout.merge)
 
     def _episodes(self) -> None:
         from lerobot_vla_plugin.arms.health import SafetyStop
@@ -317,7 +318,7 @@ class Rollout:
             "policy_path": str(cfg.policy.pretrained_path), "policy_type": cfg.policy.type,
             "robot": self.robot.name if self.robot is not None else None, "virtual": cfg.virtual,
             "task": cfg.task, "episodes": cfg.rollout.episodes, "episode_time_s": cfg.rollout.episode_time_s,
-            "fps": cfg.rollout.fps, "inference": cfg.rollout.inference,
+            "fps": cfg.rollout.fps, "inference": cfg.rollout.inference, "merge": cfg.rollout.merge,
             "clock": "lockstep" if uses_lockstep(cfg) else "wall",
             # A synchronous chunk starts from an empty queue: there is no remainder for RTC to continue.
             "rtc": bool(getattr(self.runner, "use_rtc", False)) and cfg.rollout.inference == "async",

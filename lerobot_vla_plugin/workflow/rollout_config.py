@@ -24,6 +24,10 @@ class RolloutOptions:
     # async: chunks computed in a background thread (rollout/), the loop never waits; sync: the loop waits for
     # each chunk when the queue runs dry (lerobot-record's way).
     inference: str = "async"
+    # async only: how a new chunk joins the rest of the last one. auto: rtc when the policy supports it, else
+    # blend; rtc: the policy continues the rest (real-time chunking); blend: a short crossfade; naive: the new
+    # chunk replaces the rest.
+    merge: str = "auto"
     # --virtual with the lockstep clock, async only: every chunk arrives this many ticks after its observation;
     # default its measured latency in ticks.
     inference_delay_ticks: int | None = None
@@ -113,6 +117,13 @@ def validate(cfg: RolloutConfig) -> None:
         raise UsageError("Give --policy.path=DIR (a LeRobot checkpoint's pretrained_model folder).")
     if r.inference not in INFERENCE_MODES:
         raise UsageError(f"--rollout.inference must be one of {', '.join(INFERENCE_MODES)} (got {r.inference!r}).")
+    from lerobot_vla_plugin.rollout.runners import MERGE_MODES
+
+    if r.merge not in MERGE_MODES:
+        raise UsageError(f"--rollout.merge must be one of {', '.join(MERGE_MODES)} (got {r.merge!r}).")
+    if r.merge != "auto" and r.inference != "async":
+        raise UsageError("--rollout.merge needs --rollout.inference async (a synchronous chunk replaces an empty "
+                         "queue).")
     if r.episodes <= 0 or r.episode_time_s <= 0 or r.fps <= 0 or r.watchdog_s <= 0 or r.reset_time_s < 0:
         raise UsageError("--rollout.episodes, --rollout.episode_time_s, --rollout.fps and --rollout.watchdog_s must "
                          "be positive and --rollout.reset_time_s >= 0.")

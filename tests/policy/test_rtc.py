@@ -177,6 +177,32 @@ def test_a_single_guided_step_lands_on_the_leftover_instead_of_overshooting(wave
     assert (guided[:, 2] - leftover[:, 2]).abs().mean() < 0.5 * boundary_free
 
 
+def test_lerobot_rtc_callers_drive_the_guidance_through_their_interface(wave_policy):
+    """What LeRobot 0.6's rollout does with an RTC policy: check supports_rtc() and that predict_action_chunk binds
+    (batch, inference_delay=, prev_chunk_left_over=), set config.rtc_config, call init_rtc_processor(), then pass
+    one observation's leftover as a 2-D (steps, action_dim) tensor held at its last action up to the horizon."""
+    import inspect
+
+    from lerobot.policies.rtc.configuration_rtc import RTCConfig
+
+    assert wave_policy.supports_rtc()
+    inspect.signature(wave_policy.predict_action_chunk).bind(object(), inference_delay=0, prev_chunk_left_over=None)
+    batch, leftover, noise = wave_request(wave_policy, n=1)
+    steps = wave_policy.config.num_inference_steps
+    try:
+        wave_policy.config.rtc_config = RTCConfig(enabled=True, execution_horizon=CHUNK, max_guidance_weight=5.0)
+        assert wave_policy.init_rtc_processor().execution_horizon == CHUNK
+        wave_policy.config.num_inference_steps = 1  # one step lands exactly on the leftover where its weight is 1
+        held = torch.cat([leftover[0], leftover[0, -1:].expand(2, -1)])  # LeRobot pads by holding the last action
+        torch.manual_seed(0)
+        guided = wave_policy.predict_action_chunk(batch, inference_delay=2, prev_chunk_left_over=held)
+    finally:
+        wave_policy.config.rtc_config = None
+        wave_policy.config.num_inference_steps = steps
+    assert wave_policy.rtc_processor.max_guidance_weight == 5.0
+    torch.testing.assert_close(guided[0, :2], held[:2])
+
+
 def test_a_legacy_rtc_config_still_sets_the_guidance(tiny_config):
     from lerobot.configs.types import RTCAttentionSchedule
     from lerobot.policies.rtc.configuration_rtc import RTCConfig

@@ -146,3 +146,15 @@ def test_a_hung_policy_trips_the_watchdog():
     finally:
         gate.set()
         runner.close()
+
+
+@pytest.mark.parametrize(("merge", "rtc", "crossfade_steps"),
+                         [("auto", True, 4), ("rtc", True, 4), ("blend", False, 4), ("naive", False, 0)])
+def test_the_chunk_merge_is_selectable(merge, rtc, crossfade_steps):
+    from lerobot_vla_plugin.rollout.runners import build_runner
+
+    runner = build_runner(loaded(RampPolicy(rtc=True)), inference="async", period_s=PERIOD, lockstep=True,
+                          delay_ticks=1, score_uncertainty=False, merge=merge)
+    assert (runner.use_rtc, runner.queue.crossfade_steps) == (rtc, crossfade_steps)
+    with pytest.raises(ValueError, match="does not support real-time chunking"):
+        build_runner(loaded(RampPolicy(rtc=False)), inference="async", period_s=PERIOD, lockstep=True, merge="rtc")

@@ -130,6 +130,10 @@ def test_unworkable_options_are_refused_before_anything_starts(checkpoints, caps
     assert cli.main(["rollout", "--virtual", "so101", f"--policy.path={checkpoints['act']}",
                      "--task", "juggle"]) == 2
     assert "put the red cube in the bowl" in capsys.readouterr().err
+    for merge, complaint in (("smooth", "--rollout.merge must be one of"), ("naive", "needs --rollout.inference")):
+        assert cli.main(["rollout", "--virtual", "so101", f"--policy.path={checkpoints['act']}",
+                         "--rollout.inference", "sync", "--rollout.merge", merge]) == 2
+        assert complaint in capsys.readouterr().err
 
 
 def slowed(seconds: float):

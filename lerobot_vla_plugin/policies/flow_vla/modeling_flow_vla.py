@@ -470,7 +470,7 @@ class FlowVLAPolicy(PreTrainedPolicy):
             noise = self._noise(batch_size, device)
         rtc_processor = None
         if prev_chunk_left_over is not None:
-            rtc_processor = self._get_rtc_processor()
+            rtc_processor = self.init_rtc_processor()
             prev_chunk_left_over = prev_chunk_left_over.to(device=device, dtype=noise.dtype)
         actions = self.model.sample(
             cache,
@@ -483,8 +483,10 @@ class FlowVLAPolicy(PreTrainedPolicy):
         )
         return actions[:, :, : self.action_dim]
 
-    def _get_rtc_processor(self) -> RTCGuidance:
-        """The inference-time guidance the config asks for (rebuilt each call, so config edits take effect)."""
+    def init_rtc_processor(self) -> RTCGuidance:
+        """The inference-time guidance the config asks for, under the name LeRobot's RTC callers use after setting
+        `config.rtc_config` (LeRobot 0.6's rollout, 0.4.4's RTC example); also rebuilt on every guided chunk, so a
+        config edit takes effect without it."""
         self.rtc_processor = rtc_guidance_from_config(self.config)
         return self.rtc_processor
 
