@@ -81,10 +81,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="red,blue", help="task keys alternated episode by episode")
     parser.add_argument("--uncertainty", action="store_true",
                         help="score each chunk's uncertainty as lerobot-vla rollout does by default (adds latency)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads for every row (default 1: on a small CPU shared with the loop, the "
-                             "simulation and the renderer, more threads oversubscribe the cores and a chunk takes "
-                             "many times longer); 0 keeps torch's default")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for every row (default: as lerobot-vla rollout, every core but one; "
+                             "on a small CPU shared with the loop, the simulation and the renderer, more threads "
+                             "oversubscribe the cores and a chunk takes many times longer); 0 keeps torch's default")
     parser.add_argument("--output-dir", default="outputs/bench/rollout", help="where rollout_bench.json goes")
 
 
@@ -272,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lerobot_vla_plugin.evaluation.evaluator import episode_specs
+    from lerobot_vla_plugin.rollout.loaded_policy import use_inference_threads
     from lerobot_vla_plugin.sim.so101 import TASKS
 
     tasks = [key.strip() for key in args.tasks.split(",") if key.strip()]
@@ -285,7 +286,10 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads or threads)
+    if args.threads is None:
+        use_inference_threads()
+    else:
+        torch.set_num_threads(args.threads or threads)
     try:
         return bench(args, policy_cfg, episode_specs(args.episodes, args.seed, tasks))
     finally:

@@ -267,8 +267,11 @@ def run(args: argparse.Namespace) -> int:
     from lerobot.utils.utils import init_logging
 
     init_logging()
+    from lerobot_vla_plugin.rollout.loaded_policy import use_inference_threads
+
     try:
         cfg = parse_config(args.eval_options)
+        use_inference_threads()
         evaluate(cfg, out=lambda text: print(text, flush=True))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

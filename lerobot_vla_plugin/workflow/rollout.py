@@ -353,6 +353,9 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from lerobot_vla_plugin.rollout.loaded_policy import use_inference_threads
+
+    use_inference_threads()
     outcome = Rollout(cfg).run()
     if outcome.message:
         print(("error: " if outcome.exit_code not in (EXIT_OK, EXIT_INTERRUPTED) else "") + outcome.message,

@@ -85,3 +85,16 @@ def test_a_non_finite_chunk_never_joins_the_queue():
     with pytest.raises(ValueError, match="non-finite"):
         queue.merge(np.array([[0.0, np.nan]] * 3), executed_since_request=0, crossfade=False)
     assert queue.remaining() == 3 and np.isfinite(queue.pop()).all()
+
+
+def test_inference_leaves_one_core_to_the_control_loop_unless_omp_num_threads_says_otherwise(monkeypatch):
+    """torch's default (every core) oversubscribes a small CPU the loop, bus and cameras share; OMP_NUM_THREADS,
+    the variable users already know for this, wins."""
+    from lerobot_vla_plugin.rollout.loaded_policy import inference_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [inference_threads(cores) for cores in (1, 2, 8)] == [1, 1, 7]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert inference_threads(2) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    assert inference_threads(4) == 3
