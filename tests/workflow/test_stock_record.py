@@ -13,9 +13,9 @@ import numpy as np
 from .conftest import BIN, JOINTS, load_dataset, start_virtual_arm, stock_env
 
 EPISODES = 3
-# Saving a 1 s episode of 64x48 frames takes lerobot-record about 0.1 s, so the pause that ends an episode is set
-# shorter than the default 0.5 s (a real recording's save takes seconds), yet well above the frame period.
-EPISODE_PAUSE_S = "0.08"
+# Saving a 1 s episode from two 64x48 cameras takes lerobot-record about 0.3 s, no servo touched meanwhile, while
+# frames come every 33 ms; a real recording's save takes seconds (the default pause is 0.5 s).
+EPISODE_PAUSE_S = "0.15"
 
 
 def test_stock_lerobot_record_with_our_arms_on_the_emulated_virtual_arm(tmp_path):
@@ -30,11 +30,11 @@ def test_stock_lerobot_record_with_our_arms_on_the_emulated_virtual_arm(tmp_path
         "--leader-calibration", str(calibration / "teleoperators" / "vla_so101_leader" / "leader.json"))
     try:
         root = tmp_path / "stock"
-        camera = (f"{{front: {{type: vla_sim_camera, camera: front, socket_path: {socket_path}, width: 64, "
-                  "height: 48, fps: 30}}")
+        cameras = ", ".join(f"{name}: {{type: vla_sim_camera, camera: {name}, socket_path: {socket_path}, "
+                            "width: 64, height: 48, fps: 30}" for name in ("front", "wrist"))
         record = subprocess.run(
             [str(BIN / "lerobot-record"), "--robot.type=vla_so101_follower", f"--robot.port={follower_port}",
-             "--robot.id=follower", f"--robot.cameras={camera}",
+             "--robot.id=follower", f"--robot.cameras={{{cameras}}}",
              # Lockstep: observations reuse the tick's read, so each frame is exactly one control period.
              "--robot.observation_reuse_ms=1000",
              "--teleop.type=vla_so101_leader", f"--teleop.port={leader_port}", "--teleop.id=leader",
