@@ -10,8 +10,8 @@ reported, and the scene is reset at once to the next seed, the scripted operator
 demonstration's clock starts with the next control packet. A new `lerobot-record` run starts the same way (its
 connect comes after a pause), so one emulator serves any number of runs.
 
-Only an episode in which the follower was commanded (a Goal_Position sync write, as every control loop sends) is
-reported; connect-time reads and writes are not an episode. A calibration (emulator/calibration_hand.py) is not an
+Only an episode in which the follower was commanded (Goal_Position sync writes, frame after frame, as every control
+loop sends) is reported; connect-time reads and writes are not an episode, nor is a pause before the first frame. A calibration (emulator/calibration_hand.py) is not an
 episode either: the scene it disturbed is set up again, same seed, once its traffic pauses.
 """
 
@@ -38,6 +38,8 @@ _GOAL_POSITION_ADDRESS = MODELS["sts3215"].registers["Goal_Position"].address
 _READS = (fp.Instruction.READ, fp.Instruction.SYNC_READ)
 _WRITES = (fp.Instruction.WRITE, fp.Instruction.SYNC_WRITE)
 _POLL_S = 0.02
+# A control loop writes goals frame after frame; a single goal write is a connect setting goal := present.
+_LOOP_GOAL_WRITES = 2
 
 
 def is_control_traffic(packet) -> bool:
@@ -74,6 +76,7 @@ class EpisodeCycle:
         self._monitor: EpisodeMonitor | None = None
         self._last_traffic_s: float | None = None
         self._commanded = False
+        self._goal_writes = 0
         self._disturbed = False
         self._clock_started = False
         self._first_traffic_s = 0.0
@@ -118,13 +121,16 @@ class EpisodeCycle:
             if self.virtual.calibrating:
                 self._disturbed = True
                 self._commanded = False  # traffic from a calibration's connect is not an episode either
+                self._goal_writes = 0
                 return
             if not self._clock_started:
                 self._clock_started = True
                 self._first_traffic_s = now
                 self.virtual.restart_demonstration()
+                self._start_sim_s = self.virtual.sim.time_s
             if role == "follower" and packet.code == fp.Instruction.SYNC_WRITE:
-                self._commanded = True
+                self._goal_writes += 1
+                self._commanded = self._goal_writes >= _LOOP_GOAL_WRITES
 
     def on_control_tick(self) -> None:
         """After each follower control tick: the outcome is followed tick by tick, as `lerobot-vla eval` does."""
@@ -148,9 +154,13 @@ class EpisodeCycle:
                 paused = (last is not None and not self.virtual.calibrating
                           and time.monotonic() - last >= self.pause_s)
                 finished, redo = paused and self._commanded, paused and self._disturbed
-                if finished or redo:
+                if paused:
                     self._commanded = self._disturbed = False
+                    self._goal_writes = 0
                     self._last_traffic_s = None
+                    if not finished:  # nothing but connect traffic before this pause: the episode has yet to start
+                        self._clock_started = False
+                        self._ticks = 0
             if finished:
                 self._report(last)
                 self._index += 1
@@ -174,6 +184,8 @@ class EpisodeCycle:
 
     def _report(self, last_traffic_s: float) -> None:
         virtual, monitor = self.virtual, self._monitor
+        if monitor is None:  # ended while its demonstration was still being planned: nothing happened to judge
+            return
         with virtual.lock:
             failure_mode = monitor.failure_mode()
             simulated_s = virtual.sim.time_s - self._start_sim_s

@@ -114,6 +114,7 @@ class ObservedLogic:
         virtual = self.virtual
         listener = virtual.episode_listener
         if listener is not None:
+            virtual.arm.advance_to(now_s)  # wall-clock mode: the listener sees the present, not the last packet's
             listener.on_packet(self.role, packet)
         if self.role == "follower":
             virtual._apply_follower_hand()

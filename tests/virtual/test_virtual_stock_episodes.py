@@ -60,10 +60,11 @@ def test_connect_traffic_alone_is_no_episode_and_evaluation_scenes_come_from_the
                              say=lambda text: None).start()
         bus = FeetechBus(virtual.follower_port, so101_motors(), virtual.calibration())
         bus.connect()
-        bus.sync_read("Present_Position")
+        bus.sync_write("Goal_Position", bus.sync_read("Present_Position"))  # goal := present, before torque on
         time.sleep(PAUSE_S + 0.2)
         assert not results.exists() and cycle.episode == 0
-        bus.sync_write_read("Goal_Position", bus.sync_read("Present_Position"))
+        for _ in range(3):  # a control loop's frames
+            bus.sync_write_read("Goal_Position", bus.sync_read("Present_Position"))
         bus.disconnect()
         cycle.stop()  # an episode still open when the emulator stops is reported
     (line,) = results.read_text().splitlines()
