@@ -19,7 +19,9 @@ moment the leader is read.
 from __future__ import annotations
 
 import json
+import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import mujoco
@@ -34,8 +36,11 @@ from lerobot_vla_plugin.sim.so101 import JOINT_NAMES, TASKS, SO101Sim
 
 from .arms import SO_JOINTS, build_arm_logic
 from .bus import EmulatedBus, LinkFaults
+from .calibration_hand import HOMING, CalibrationHand
 from .link import TimingModel
 from .physics import (
+    CONTROL_TICK_READ,
+    SYNC_READ,
     ControlTickLogic,
     PhysicsArm,
     actual_steps_to_joint_rad,
@@ -52,6 +57,9 @@ LEADER_MOUNT_OFFSETS_STEPS: dict[str, int] = {
     "wrist_roll": -201,
     "gripper": 88,
 }
+
+logger = logging.getLogger(__name__)
+_WRITE_INSTRUCTIONS = (fp.Instruction.WRITE, fp.Instruction.SYNC_WRITE, fp.Instruction.ACTION)
 
 _active_lock = threading.Lock()
 _active: list[VirtualSO101] = []
@@ -90,6 +98,36 @@ class ScriptedLeaderLogic:
         return self._inner.handle(packet, line_baudrate, servo_now)
 
 
+class ObservedLogic:
+    """The virtual arm sees every packet on one of its buses: its calibration hands and its episode listener (a
+    command's episodes, emulator/episode_cycle.py) act on what the command does."""
+
+    def __init__(self, inner, virtual: VirtualSO101, role: str):
+        self._inner = inner
+        self.virtual = virtual
+        self.role = role
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def handle(self, packet, line_baudrate: int, now_s: float):
+        virtual = self.virtual
+        listener = virtual.episode_listener
+        if listener is not None:
+            virtual.arm.advance_to(now_s)  # wall-clock mode: the listener sees the present, not the last packet's
+            listener.on_packet(self.role, packet)
+        if self.role == "follower":
+            virtual._apply_follower_hand()
+        replies = self._inner.handle(packet, line_baudrate, now_s)
+        if packet.code in _WRITE_INSTRUCTIONS:
+            address = packet.params[0] if packet.code != fp.Instruction.ACTION and packet.params else None
+            virtual._after_write(self.role, address)
+        elif listener is not None and self.role == "follower" and packet.code == SYNC_READ \
+                and bytes(packet.params[:2]) == CONTROL_TICK_READ:
+            listener.on_control_tick()
+        return replies
+
+
 class VirtualSO101:
     """Physics-backed SO-101 follower (+ scripted leader) on ptys, with cameras in-process and on a socket.
 
@@ -99,12 +137,15 @@ class VirtualSO101:
     camera_socket: a path, True for a default path under the discovery directory, or None for none.
     operator_on_call: the scripted operator does not demonstrate each episode on its own; its hand rests on the
     leader until `operator_take_over()` (a rollout's hand-off), as a person supervising a policy would.
+    Calibration: when LeRobot's calibration flow runs on the follower or the leader, a hand moves that arm's joints
+    through their ranges (emulator/calibration_hand.py); `say` tells the person at the console what it does.
     """
 
     def __init__(self, *, lockstep: bool = False, control_hz: float = 30.0, leader: bool = True,
                  task: str = "red", seed: int = 0, calibrated: bool = True, camera_socket: str | bool | None = True,
                  timing: TimingModel | None = None, faults: LinkFaults | None = None,
-                 scene_path: str | Path | None = None, operator_on_call: bool = False):
+                 scene_path: str | Path | None = None, operator_on_call: bool = False,
+                 say: Callable[[str], None] = logger.info):
         if task not in TASKS:
             raise KeyError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
         if control_hz <= 0:
@@ -124,17 +165,22 @@ class VirtualSO101:
         self._idle_pose = self.sim.joint_positions()
         self._planning_sim: SO101Sim | None = None
         self._episode_lock = threading.Lock()
+        self.episode_listener = None  # an EpisodeCycle, when a command's episodes are followed
+        self._follower_held = False
 
         follower_logic = build_arm_logic("so101", actuators=self.arm.actuators)
         for servo in follower_logic.servos:
             self.arm.actuators[SO_JOINTS[servo.id - 1]].servo = servo
-        self.follower_bus = EmulatedBus(ControlTickLogic(follower_logic, self.arm), timing=timing, faults=faults,
-                                        clock=self.arm.servo_time_s)
+        self.follower_bus = EmulatedBus(ObservedLogic(ControlTickLogic(follower_logic, self.arm), self, "follower"),
+                                        timing=timing, faults=faults, clock=self.arm.servo_time_s)
+        limits = self.sim.joint_limits()
+        self.calibration_hands = {"follower": CalibrationHand("follower", follower_logic.servos, limits, say=say)}
         self.leader_bus: EmulatedBus | None = None
         if leader:
             leader_logic = build_arm_logic("so101-leader")
-            self.leader_bus = EmulatedBus(ScriptedLeaderLogic(leader_logic, self), timing=timing,
-                                          clock=self.arm.clock)
+            self.leader_bus = EmulatedBus(ObservedLogic(ScriptedLeaderLogic(leader_logic, self), self, "leader"),
+                                          timing=timing, clock=self.arm.clock)
+            self.calibration_hands["leader"] = CalibrationHand("leader", leader_logic.servos, limits, say=say)
         if calibrated:
             self._write_calibration_to_servos()
 
@@ -253,6 +299,12 @@ class VirtualSO101:
             self.operator = operator
             self._episode_start_s = self.sim.time_s
 
+    def restart_demonstration(self) -> None:
+        """The demonstration starts over from its first moment now (the scene stays): a command's episode starts
+        with its first control packet, not when the scene was set up."""
+        with self.lock:
+            self._episode_start_s = self.sim.time_s
+
     @property
     def episode_time_s(self) -> float:
         return self.sim.time_s - self._episode_start_s
@@ -264,6 +316,10 @@ class VirtualSO101:
 
     def leader_joint_targets(self) -> np.ndarray:
         """Where the operator's hand holds the leader now, in joint radians."""
+        hand = self.calibration_hands.get("leader")
+        held = hand.target() if hand is not None else None
+        if held is not None:
+            return held
         with self.lock:
             if self.operator is None:
                 return self._idle_pose.copy()
@@ -337,6 +393,31 @@ class VirtualSO101:
         if role == "leader":
             return LEADER_MOUNT_OFFSETS_STEPS
         raise ValueError(f"role must be 'follower' or 'leader', got {role!r}")
+
+    @property
+    def calibrating(self) -> bool:
+        """LeRobot's calibration flow is running on the follower or the leader."""
+        return any(hand.active for hand in self.calibration_hands.values())
+
+    def _after_write(self, role: str, address: int | None) -> None:
+        if self.calibration_hands[role].after_write(address) == HOMING and role == "follower":
+            # The prompt asked for the middle of the range before this reset; the hand has the arm there when
+            # the homing read that follows it comes.
+            with self.lock:
+                self.sim.set_joint_positions(np.zeros(len(JOINT_NAMES)))
+                self.sim.data.qvel[self.arm.qvel_adr] = 0.0
+                self.arm.sync_to_sim()
+            self._apply_follower_hand()
+
+    def _apply_follower_hand(self) -> None:
+        """The follower's limp joints follow the calibration hand (the physics actuators hold them there)."""
+        target = self.calibration_hands["follower"].target()
+        if target is None and not self._follower_held:
+            return
+        self._follower_held = target is not None
+        for joint, actuator in self.arm.actuators.items():
+            actuator.hand_position_steps = None if target is None else joint_rad_to_actual_steps(
+                joint, float(target[JOINT_NAMES.index(joint)]), self.arm.mount_offsets)
 
     def _write_calibration_to_servos(self) -> None:
         buses = [("follower", self.follower_bus)] + ([("leader", self.leader_bus)] if self.leader_bus else [])

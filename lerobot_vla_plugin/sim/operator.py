@@ -16,6 +16,7 @@ from lerobot_vla_plugin.sim.kinematics import TopDownIK
 from lerobot_vla_plugin.sim.so101 import (
     BOWL_FLOOR_Z_M,
     CUBE_HALF_SIZE_M,
+    JOINT_NAMES,
     PAN_AXIS_XY,
     TASKS,
     SO101Sim,
@@ -243,3 +244,61 @@ class ScriptedOperator:
         if self._times is None or self._targets is None:
             raise RuntimeError("ScriptedOperator.plan() must be called before asking for targets")
         return self._times, self._targets
+
+
+# While one joint travels its whole range, a person holds the rest of the arm where the moving links clear the
+# table: the forearm folded back for the shoulder, the upper arm tilted back for the elbow (joint radians).
+_SWEEP_SUPPORT = {"shoulder_lift": {"elbow_flex": -1.6}, "elbow_flex": {"shoulder_lift": -1.0}}
+
+
+class RangeSweep:
+    """What a person does while LeRobot's calibration records ranges of motion: from the middle pose, each joint
+    in turn to one end of its range, to the other, and back, then the next joint; over and over until told to stop.
+
+    `joint_limits_rad` is (6, 2) as `SO101Sim.joint_limits()`; every pass takes `duration_s`. Full-turn joints
+    are left out, as LeRobot's prompt says (it records them as the whole encoder turn).
+    """
+
+    def __init__(self, joint_limits_rad: np.ndarray, *, full_turn: tuple[str, ...] = ("wrist_roll",),
+                 move_s: float = 0.25, travel_s: float = 0.45):
+        self.full_turn = tuple(full_turn)
+        limits = np.asarray(joint_limits_rad, dtype=np.float64)
+        if limits.shape != (len(JOINT_NAMES), 2):
+            raise ValueError(f"joint_limits_rad must be ({len(JOINT_NAMES)}, 2), got {limits.shape}")
+        middle = np.zeros(len(JOINT_NAMES))
+        poses, times = [middle], [0.0]
+
+        def go(pose: np.ndarray, duration_s: float) -> None:
+            poses.append(pose)
+            times.append(times[-1] + duration_s)
+
+        for index, joint in enumerate(JOINT_NAMES):
+            if joint in full_turn:
+                continue
+            support = middle.copy()
+            for other, angle in _SWEEP_SUPPORT.get(joint, {}).items():
+                support[JOINT_NAMES.index(other)] = angle
+            if not np.array_equal(support, poses[-1]):
+                go(support, move_s)
+            low, high = support.copy(), support.copy()
+            low[index], high[index] = limits[index]
+            go(low, move_s)
+            go(high, travel_s)
+            go(support, move_s)
+            if not np.array_equal(support, middle):
+                go(middle, move_s)
+        self._poses = np.array(poses)
+        self._times = np.array(times)
+
+    @property
+    def duration_s(self) -> float:
+        """One pass through every joint's range."""
+        return float(self._times[-1])
+
+    def target_at(self, t_s: float) -> np.ndarray:
+        """Joint targets (6,) in radians `t_s` seconds into the sweep; passes repeat."""
+        t = float(t_s) % self.duration_s
+        index = min(int(np.searchsorted(self._times, t, side="right")) - 1, len(self._times) - 2)
+        start, end = self._poses[index], self._poses[index + 1]
+        s = (t - self._times[index]) / (self._times[index + 1] - self._times[index])
+        return start + (end - start) * _min_jerk(s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,3 +39,23 @@ def load_dataset(root: Path, repo_id: str = REPO_ID):
 
     return LeRobotDataset(repo_id, root=root)
 
+
+
+def stock_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for stock lerobot-* commands: calibration and datasets under `tmp_path`, offline."""
+    home = tmp_path / "home"
+    return {**os.environ, "HF_LEROBOT_HOME": str(home), "HF_LEROBOT_CALIBRATION": str(home / "calibration"),
+            "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def start_virtual_arm(env: dict[str, str], *options: str) -> tuple[subprocess.Popen, str, str]:
+    """`lerobot-vla emulate` of the lockstep virtual SO-101 with its scripted leader, in its own process.
+
+    Returns the process (stdout and stderr piped, text) and the follower and leader ports it printed."""
+    emulator = subprocess.Popen(
+        [str(BIN / "lerobot-vla"), "emulate", "--arm", "so101", "--physics", "--leader", "--lockstep", *options],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    follower_port = emulator.stdout.readline().strip()
+    assert follower_port.startswith("/dev/"), emulator.stderr.read()
+    leader_port = emulator.stdout.readline().strip().removeprefix("leader_port=")
+    return emulator, follower_port, leader_port
