@@ -33,11 +33,15 @@ class EpisodeSpan:
 class DecodedFrameDataset(torch.utils.data.Dataset):
     """Samples of `dataset` (a LeRobotDataset opened without delta timestamps) with `chunk_size` actions each.
 
-    `episodes` restricts the cache to those episode indices (a data-scaling study trains on the first N)."""
+    `episodes` restricts the cache to those episode indices (a data-scaling study trains on the first N).
+    `action_offsets` replaces the chunk's offsets 0..chunk_size-1 with a policy's own `action_delta_indices`
+    (e.g. a chunk plus a few far-future steps)."""
 
-    def __init__(self, dataset, chunk_size: int, episodes: list[int] | None = None, progress=None):
+    def __init__(self, dataset, chunk_size: int, episodes: list[int] | None = None, progress=None,
+                 action_offsets: list[int] | None = None):
         self.meta = dataset.meta
         self.chunk_size = int(chunk_size)
+        self.action_offsets = np.asarray(range(self.chunk_size) if action_offsets is None else action_offsets)
         self.camera_keys = list(dataset.meta.camera_keys)
         wanted = range(dataset.meta.total_episodes) if episodes is None else episodes
         hf = dataset.hf_dataset.with_format(None)
@@ -80,8 +84,7 @@ class DecodedFrameDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         span = self.spans[int(self._episode_of_frame[index])]
-        offsets = np.arange(self.chunk_size)
-        future = index + offsets
+        future = index + self.action_offsets
         end = span.start + span.length - 1
         item = {
             OBS_STATE: self.states[index],

@@ -82,10 +82,11 @@ def make_tiny_config(**overrides) -> FlowVLAConfig:
 def make_raw_batch(config: FlowVLAConfig, batch_size: int = 4, seed: int = 0, task: str = "pick up the cube"):
     """A batch as LeRobot's dataloader yields it (before the preprocessor)."""
     generator = torch.Generator().manual_seed(seed)
+    steps = len(config.action_delta_indices)  # the chunk, then any far-future steps
     batch = {
         "observation.state": torch.randn(batch_size, config.robot_state_feature.shape[0], generator=generator),
-        "action": torch.randn(batch_size, config.chunk_size, config.action_feature.shape[0], generator=generator),
-        "action_is_pad": torch.zeros(batch_size, config.chunk_size, dtype=torch.bool),
+        "action": torch.randn(batch_size, steps, config.action_feature.shape[0], generator=generator),
+        "action_is_pad": torch.zeros(batch_size, steps, dtype=torch.bool),
         "task": [task] * batch_size,
     }
     for key, feature in config.image_features.items():

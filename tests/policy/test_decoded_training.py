@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -10,13 +11,15 @@ from lerobot_vla_plugin.training.decoded_dataset import DecodedFrameDataset
 from .conftest import IMAGE_KEY
 
 
-def test_samples_match_lerobot_dataset_with_the_same_chunk(tiny_dataset_root):
+@pytest.mark.parametrize("far_offsets", [[], [8, 20]], ids=["chunk", "chunk and far-future steps"])
+def test_samples_match_lerobot_dataset_with_the_same_chunk(tiny_dataset_root, far_offsets):
     chunk = 5
     fps = 10
+    offsets = list(range(chunk)) + far_offsets
     plain = LeRobotDataset("local/flow_vla_tiny", root=tiny_dataset_root)
     reference = LeRobotDataset("local/flow_vla_tiny", root=tiny_dataset_root,
-                               delta_timestamps={"action": [i / fps for i in range(chunk)]})
-    decoded = DecodedFrameDataset(plain, chunk_size=chunk)
+                               delta_timestamps={"action": [i / fps for i in offsets]})
+    decoded = DecodedFrameDataset(plain, chunk_size=chunk, action_offsets=offsets if far_offsets else None)
     assert len(decoded) == len(reference) == 36 and decoded.num_episodes == 3
     for index in (0, 5, 10, 11, 12, 35):  # includes the last frames, whose chunks run past the episode end
         ours, theirs = decoded[index], reference[index]
@@ -25,7 +28,7 @@ def test_samples_match_lerobot_dataset_with_the_same_chunk(tiny_dataset_root):
         assert torch.equal(ours["action_is_pad"], theirs["action_is_pad"])
         torch.testing.assert_close(ours[IMAGE_KEY], theirs[IMAGE_KEY], atol=1 / 255, rtol=0)
         assert ours["task"] == theirs["task"]
-    assert decoded[11]["action_is_pad"].tolist() == [False, True, True, True, True]
+    assert decoded[11]["action_is_pad"].tolist() == [False, True, True, True, True] + [True] * len(far_offsets)
 
 
 def test_a_subset_of_episodes_is_cached_alone(tiny_dataset_root):

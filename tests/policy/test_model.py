@@ -304,3 +304,33 @@ def test_instruction_film_starts_as_the_identity_and_then_lets_the_instruction_s
         red_tokens = encoder.encode_images(images, encoder.film(text["red"], masks["red"]))
         blue_tokens = encoder.encode_images(images, encoder.film(text["blue"], masks["blue"]))
     assert (red_tokens - blue_tokens).abs().max() > 1e-3
+
+
+def test_far_future_actions_train_a_readout_whose_gradient_reaches_the_image_encoder():
+    """The far-future auxiliary: the dataloader's extra steps (config.action_delta_indices past the chunk) are
+    predicted from the prefix; steps past the episode end count for nothing; the image encoder learns from it."""
+    config = make_tiny_config(future_action_offsets=(CHUNK + 3, CHUNK + 9), outlier_exposure_fraction=0.0,
+                              shortcut_fraction=0.0)
+    assert config.action_delta_indices == [*range(CHUNK), CHUNK + 3, CHUNK + 9]
+    torch.manual_seed(0)
+    policy = FlowVLAPolicy(config)
+    policy.eval()  # deterministic given (noise, time)
+    batch = preprocessed(config)
+    noise, time = fixed_noise_and_time(config)
+    batch["action_is_pad"][:, -1] = True  # the farthest step lies past the episode end
+    loss, info = policy.forward(dict(batch), noise=noise, time=time)
+    assert info["future_loss"] > 0 and torch.isclose(loss, torch.tensor(info["loss"]))
+    moved = dict(batch)
+    moved["action"] = batch["action"].clone()
+    moved["action"][:, -1] = 1e3
+    torch.testing.assert_close(policy.forward(moved, noise=noise, time=time)[0], loss)
+    moved["action"][:, CHUNK] = 1e3  # a real far-future step does count
+    assert policy.forward(moved, noise=noise, time=time)[1]["future_loss"] > 10 * info["future_loss"]
+
+    policy.zero_grad()
+    policy.model.prefix_encoder.zero_grad()
+    future_only = policy.model.future_readout(*policy.model.encode_prefix_tokens(batch)[:2]).pow(2).mean()
+    future_only.backward()
+    assert policy.model.prefix_encoder.image_encoder[0][0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="future_action_offsets"):
+        make_tiny_config(future_action_offsets=(CHUNK - 1,))

@@ -92,6 +92,16 @@ class FlowVLAConfig(PreTrainedConfig):
     expert_heads: int = 4  # attention heads of the action expert
     n_expert_layers: int = 3  # transformer layers of the action expert
 
+    # Far-future auxiliary (training only): the prefix also predicts the actions these many steps ahead, beyond
+    # the chunk (e.g. 60..150: 2-5 s, where the arm will reach, grasp and release), through a small readout,
+    # weighted by future_action_loss_weight. Behaviour cloning alone teaches the image encoder little about where
+    # a small object is: on the virtual SO-101 a linear probe of a 5 500-step policy's keypoints located the bowl
+    # to 0.6 cm but the cubes to 9 cm (11 cm by guessing the mean), while the same encoder supervised with the
+    # positions learns them to 0.5 cm. An action seconds ahead is mostly that position, and every demonstration
+    # has it. () turns it off.
+    future_action_offsets: tuple[int, ...] = ()
+    future_action_loss_weight: float = 1.0
+
     # Flow matching (t = 1 is noise, t = 0 is data, as in pi0/SmolVLA).
     time_sampling_beta_alpha: float = 1.5
     time_sampling_beta_beta: float = 1.0  # beta parameter of the Beta distribution of training times
@@ -184,6 +194,11 @@ class FlowVLAConfig(PreTrainedConfig):
                 f"dim_model ({self.dim_model}) must be divisible by n_heads ({self.n_heads}) and expert_dim "
                 f"({self.expert_dim}) by expert_heads ({self.expert_heads})."
             )
+        if any(offset < self.chunk_size for offset in self.future_action_offsets):
+            raise ValueError(
+                f"future_action_offsets {tuple(self.future_action_offsets)} must all be >= chunk_size "
+                f"({self.chunk_size}): the chunk's own steps are already predicted."
+            )
         if self.image_keypoints < 0:
             raise ValueError(f"image_keypoints must be >= 0, got {self.image_keypoints}.")
         if self.max_shortcut_steps < 1 or self.max_shortcut_steps & (self.max_shortcut_steps - 1):
@@ -270,7 +285,7 @@ class FlowVLAConfig(PreTrainedConfig):
 
     @property
     def action_delta_indices(self) -> list[int]:
-        return list(range(self.chunk_size))
+        return list(range(self.chunk_size)) + list(self.future_action_offsets)
 
     @property
     def reward_delta_indices(self) -> None:

@@ -144,12 +144,34 @@ def detach_cache(cache: PrefixCache) -> PrefixCache:
     return [(k.detach(), v.detach()) for k, v in kv], mask, None if offset is None else offset.detach()
 
 
+class FutureActionReadout(nn.Module):
+    """Learned queries that read the prefix (one cross-attention) and predict the far-future actions of
+    `config.future_action_offsets`: a training-only auxiliary whose gradient reaches the image encoder."""
+
+    def __init__(self, config: FlowVLAConfig, context_dim: int):
+        super().__init__()
+        heads = next(h for h in (8, 4, 2, 1) if context_dim % h == 0)
+        self.queries = nn.Parameter(torch.randn(len(config.future_action_offsets), context_dim) * 0.02)
+        self.attention = nn.MultiheadAttention(context_dim, heads, batch_first=True)
+        self.norm = nn.LayerNorm(context_dim)
+        self.out = nn.Linear(context_dim, config.max_action_dim)
+
+    def forward(self, prefix: Tensor, prefix_mask: Tensor) -> Tensor:
+        """prefix (B, L, D), mask (B, L) True for real tokens -> (B, offsets, max_action_dim)."""
+        queries = self.queries[None].expand(prefix.shape[0], -1, -1).to(prefix.dtype)
+        read, _ = self.attention(queries, prefix, prefix, key_padding_mask=~prefix_mask, need_weights=False)
+        return self.out(self.norm(read + queries))
+
+
 class FlowVLAModel(nn.Module):
     def __init__(self, config: FlowVLAConfig):
         super().__init__()
         self.config = config
         self.prefix_encoder = make_prefix_encoder(config)
         self.expert = ActionExpert(config, context_dim=self.prefix_encoder.out_dim)
+        self.future_readout = (
+            FutureActionReadout(config, self.prefix_encoder.out_dim) if config.future_action_offsets else None
+        )
 
     # ----- inputs -----------------------------------------------------------------------------------------
     def prepare_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
@@ -182,6 +204,11 @@ class FlowVLAModel(nn.Module):
         return pad_last_dim(state.float(), self.config.max_state_dim)
 
     def encode_prefix(self, batch: dict[str, Tensor]) -> PrefixCache:
+        prefix, mask, state = self.encode_prefix_tokens(batch)
+        return self.expert.cache_prefix(prefix, mask, state)
+
+    def encode_prefix_tokens(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(prefix tokens, their mask, the padded state) of an observation batch."""
         if OBS_LANGUAGE_TOKENS not in batch:
             raise KeyError(
                 f"'{OBS_LANGUAGE_TOKENS}' is missing: run observations through the flow_vla preprocessor "
@@ -195,7 +222,7 @@ class FlowVLAModel(nn.Module):
             batch[OBS_LANGUAGE_ATTENTION_MASK],
             state,
         )
-        return self.expert.cache_prefix(prefix, mask, state)
+        return prefix, mask, state
 
     def velocity(
         self,
@@ -263,12 +290,15 @@ class FlowVLAModel(nn.Module):
         noise: Tensor | None = None,
         time: Tensor | None = None,
         prefix_delay: Tensor | None = None,
+        future: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
         """Masked flow-matching (+ shortcut) loss; actions padded to max_action_dim, mask (B, T, max_action_dim).
 
         Training-time RTC (config.rtc_training_max_delay > 0, or an explicit `prefix_delay` (B,) of ints): the
-        first prefix_delay[b] steps of sample b are given as clean actions and excluded from the loss."""
-        cache = self.encode_prefix(batch)
+        first prefix_delay[b] steps of sample b are given as clean actions and excluded from the loss.
+        `future`: (actions, mask) at config.future_action_offsets, for the far-future auxiliary."""
+        prefix, prefix_mask, state = self.encode_prefix_tokens(batch)
+        cache = self.expert.cache_prefix(prefix, prefix_mask, state)
         batch_size = actions.shape[0]
         valid_steps = loss_mask.amax(dim=-1) > 0
         if noise is None:
@@ -304,10 +334,17 @@ class FlowVLAModel(nn.Module):
             squared_error = (output - clean_target.float()) ** 2 * loss_mask
         per_sample = squared_error.sum(dim=(1, 2))
         loss = per_sample.sum() / loss_mask.sum().clamp(min=1.0)
-        info = {"loss": loss.item()}
+        info = {}
         if n_shortcut > 0:
             info["shortcut_loss"] = (per_sample[:n_shortcut].sum() / loss_mask[:n_shortcut].sum().clamp(min=1)).item()
             info["flow_loss"] = (per_sample[n_shortcut:].sum() / loss_mask[n_shortcut:].sum().clamp(min=1)).item()
+        if future is not None and self.future_readout is not None:
+            future_actions, future_mask = future
+            predicted = self.future_readout(prefix, prefix_mask).float()
+            future_loss = (((predicted - future_actions.float()) ** 2) * future_mask).sum() / future_mask.sum().clamp(min=1.0)
+            info["future_loss"] = future_loss.item()
+            loss = loss + self.config.future_action_loss_weight * future_loss
+        info["loss"] = loss.item()
         return loss, info
 
     # ----- sampling -------------------------------------------------------------------------------------------
@@ -430,6 +467,11 @@ class FlowVLAPolicy(PreTrainedPolicy):
             actions = actions[:, None, :]
         actions = pad_last_dim(actions.float(), self.config.max_action_dim)
         loss_mask = self.loss_mask(batch, actions)
+        future = None
+        if actions.shape[1] > self.config.chunk_size:  # the far-future steps of future_action_offsets follow
+            chunk = self.config.chunk_size
+            future = (actions[:, chunk:], loss_mask[:, chunk:].clone())
+            actions, loss_mask = actions[:, :chunk], loss_mask[:, :chunk]
         n_outliers = int(actions.shape[0] * self.config.outlier_exposure_fraction) if self.training else 0
         if n_outliers > 0:
             # The last n_outliers samples: corrupted observation, actions of random other samples.
@@ -437,7 +479,9 @@ class FlowVLAPolicy(PreTrainedPolicy):
             batch = corrupt_observations(batch, n_outliers)
             actions = torch.cat([actions[:-n_outliers], actions[source]])
             loss_mask = torch.cat([loss_mask[:-n_outliers], loss_mask[source]])
-        return self.model.loss(batch, actions, loss_mask, noise=noise, time=time)
+            if future is not None:  # a corrupted observation says nothing about the far future either
+                future[1][-n_outliers:] = 0.0
+        return self.model.loss(batch, actions, loss_mask, noise=noise, time=time, future=future)
 
     def _noise(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
         shape = (batch_size, self.config.chunk_size, self.config.max_action_dim)
