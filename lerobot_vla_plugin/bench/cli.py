@@ -14,6 +14,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                     "task success on the virtual SO-101: flow_vla (1/2/4/10 flow steps, data scaling) vs ACT"),
     "rollout": ("lerobot_vla_plugin.bench.rollout",
                 "policy on the virtual SO-101: async RTC/blend/naive vs stock sync; Hz, stalls, latency, jerk, success"),
+    "vision-probe": ("lerobot_vla_plugin.bench.vision_probe",
+                     "does a flow_vla encoder locate the objects? linear probe of its keypoints vs guessing"),
 }
 
 

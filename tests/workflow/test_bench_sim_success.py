@@ -35,3 +35,29 @@ def test_quick_bench_trains_and_evaluates_every_policy_on_the_same_scenes(tmp_pa
               for p in out.glob("eval_*/eval_episodes.json")}
     assert len(scenes) == 1
     assert "vs ACT" in printed and "flow_vla_1_demos" in printed
+    # The vision probe on the same dataset and the trained flow_vla: every object gets a probe and a guess error.
+    checkpoint = next(out.glob("flow_vla/**/pretrained_model"))
+    assert cli.main(["bench", "vision-probe", f"--policy.path={checkpoint}", "--dataset-root", str(root),
+                     "--repo-id", REPO_ID, "--folds", "2", "--output-dir", str(tmp_path / "probe")]) == 0
+    probe = json.loads((tmp_path / "probe" / "vision_probe.json").read_text())
+    assert set(probe["probe_error_m"]) == set(probe["mean_guess_error_m"]) == {
+        "red cube", "blue cube", "bowl", "instructed cube", "other cube"}
+    assert all(error >= 0 for error in probe["probe_error_m"].values())
+    assert all(0 < error < 0.5 for error in probe["mean_guess_error_m"].values())  # metres on the table
+
+
+def test_the_probe_recovers_a_linearly_encoded_position_and_not_a_random_one():
+    """The probe's arithmetic: features that are a linear function of the positions give ~0 error on held-out
+    episodes; features unrelated to them give about the error of guessing the mean layout."""
+    import numpy as np
+
+    from lerobot_vla_plugin.bench.vision_probe import cross_validated_error, mean_layout_error
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), 3)
+    positions = rng.uniform(-0.1, 0.1, size=(40, 4))[groups]
+    encoded = positions @ rng.normal(size=(4, 12)) + 1e-6 * rng.normal(size=(120, 12))
+    assert cross_validated_error(encoded, positions, groups, folds=5, ridge=1e-6).max() < 1e-3
+    unrelated = rng.normal(size=(120, 12))
+    ratio = cross_validated_error(unrelated, positions, groups, folds=5, ridge=1.0) / mean_layout_error(positions)
+    assert (ratio > 0.9).all()

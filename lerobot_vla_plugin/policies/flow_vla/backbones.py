@@ -40,8 +40,8 @@ class SpatialSoftmaxKeypoints(nn.Module):
         self.coordinate_proj = nn.Linear(2, dim)
         self.keypoint_embedding = nn.Parameter(torch.randn(keypoints, dim) * 0.02)
 
-    def forward(self, features: Tensor) -> Tensor:
-        """features (N, C, H, W) -> tokens (N, keypoints, dim)."""
+    def coordinates(self, features: Tensor) -> Tensor:
+        """features (N, C, H, W) -> each detector's expected (x, y) in [-1, 1], (N, keypoints, 2)."""
         heat = self.detector(features)
         n, k, height, width = heat.shape
         attention = torch.softmax(heat.flatten(2) / self.log_temperature.exp(), dim=-1)
@@ -49,8 +49,11 @@ class SpatialSoftmaxKeypoints(nn.Module):
         xs = torch.linspace(-1.0, 1.0, width, device=heat.device, dtype=attention.dtype)
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
         grid = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)  # (H*W, 2)
-        coordinates = attention @ grid  # (N, K, 2)
-        return self.coordinate_proj(coordinates) + self.keypoint_embedding
+        return attention @ grid
+
+    def forward(self, features: Tensor) -> Tensor:
+        """features (N, C, H, W) -> tokens (N, keypoints, dim)."""
+        return self.coordinate_proj(self.coordinates(features)) + self.keypoint_embedding
 
 
 class InstructionFiLM(nn.Module):
@@ -115,11 +118,12 @@ class SmallPrefixEncoder(nn.Module):
         self.out_dim = dim
         self.image_size = tuple(config.image_size)
 
-    def encode_images(self, images: list[Tensor], film: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
-        """images: one (batch, 3, H, W) tensor in [0, 1] per camera, already resized; film: InstructionFiLM's
+    def convolve(self, images: list[Tensor], film: list[tuple[Tensor, Tensor]] | None = None,
+                 stop_at_keypoints: bool = False) -> tuple[Tensor, Tensor]:
+        """(feature map at the keypoint stage, final feature map), cameras stacked camera-major along the batch.
+        images: one (batch, 3, H, W) tensor in [0, 1] per camera, already resized; film: InstructionFiLM's
         (scale, shift) per conv stage, applied to every camera."""
-        batch = images[0].shape[0]
-        features = (torch.cat(images, dim=0) - 0.5) / 0.25  # one conv pass for all cameras, camera-major
+        features = (torch.cat(images, dim=0) - 0.5) / 0.25  # one conv pass for all cameras
         early = features
         for stage, block in enumerate(self.image_encoder):
             features = block(features)
@@ -128,6 +132,28 @@ class SmallPrefixEncoder(nn.Module):
                 features = features * (1.0 + scale) + shift
             if stage + 1 == self.keypoint_stage:
                 early = features
+                if stop_at_keypoints:
+                    break
+        return early, features
+
+    def text_embeddings(self, lang_tokens: Tensor) -> Tensor:
+        return self.token_embedding(lang_tokens) + self.text_position[: lang_tokens.shape[1]]
+
+    def keypoint_coordinates(self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor) -> Tensor:
+        """Where each keypoint detector looks, (batch, cameras * keypoints, 2) in [-1, 1]: what a probe reads to
+        tell whether the encoder locates an object."""
+        if self.keypoints is None:
+            raise ValueError("this policy has no keypoints (image_keypoints = 0)")
+        film = None if self.film is None else self.film(self.text_embeddings(lang_tokens), lang_mask.bool())
+        early, _ = self.convolve(images, film, stop_at_keypoints=True)
+        coordinates = self.keypoints.coordinates(early)
+        batch = images[0].shape[0]
+        return coordinates.view(len(images), batch, -1, 2).transpose(0, 1).reshape(batch, -1, 2)
+
+    def encode_images(self, images: list[Tensor], film: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        """images: one (batch, 3, H, W) tensor in [0, 1] per camera, already resized; film: see `convolve`."""
+        batch = images[0].shape[0]
+        early, features = self.convolve(images, film)
         features = features.flatten(2).transpose(1, 2) + self.image_position
         if self.keypoints is not None:
             features = torch.cat([features, self.keypoints(early)], dim=1)
@@ -139,8 +165,7 @@ class SmallPrefixEncoder(nn.Module):
         self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor, state: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         batch = lang_tokens.shape[0]
-        length = lang_tokens.shape[1]
-        text_tokens = self.token_embedding(lang_tokens) + self.text_position[:length]
+        text_tokens = self.text_embeddings(lang_tokens)
         parts, masks = [], []
         if images:
             film = None if self.film is None else self.film(text_tokens, lang_mask.bool())
