@@ -76,6 +76,29 @@ def write_loss_curve(points: list[tuple[int, float]], path: Path) -> Path:
     return sheet.save(path)
 
 
+def flywheel_lines(out: Path) -> list[str]:
+    """What the rollout with hand-off did (its summary, rollout/report.py) and what the merge holds."""
+    summary_file = out / "round1_rollout_report" / "rollout_summary.json"
+    if not summary_file.is_file():
+        return ["No rollout with hand-off has run yet."]
+    summary = json.loads(summary_file.read_text())
+    threshold = summary["settings"].get("uncertainty_threshold")
+    lines = [f"Rollout with hand-off: {summary['episodes']} episodes, {summary['interventions']} hand-offs to the "
+             f"scripted operator (uncertainty threshold {threshold if threshold is None else f'{threshold:.3f}'}), "
+             f"{summary['successes']}/{summary['success_known_episodes']} episodes ended in success with the "
+             "operator's corrections."]
+    merged = out / "round1_dataset" / "meta" / "info.json"
+    if merged.is_file():
+        info = json.loads(merged.read_text())
+        lines.append(f"Fine-tuned from the round-0 checkpoint on demonstrations + corrected episodes: "
+                     f"{info['total_episodes']} episodes, {info['total_frames']} frames (`round1_dataset`); "
+                     "round1 in the success table above.")
+    else:
+        lines.append("No corrected episode to learn from (the policy never handed off): no round-1 fine-tune.")
+    lines.append("Plots of the rollout: `round1_rollout_report/*.png` beside this report folder.")
+    return lines
+
+
 def write_report(out: Path) -> Path:
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -94,6 +117,8 @@ def write_report(out: Path) -> Path:
                 lines += ["", f"Frames ({name}, failures and a success): `frames_{name}.png`"]
     else:
         lines.append("No evaluation has run yet: no success rate to report.")
+
+    lines += ["", "## Flywheel round", ""] + flywheel_lines(out)
 
     lines += ["", "## Training", ""]
     log = out / "train.log"

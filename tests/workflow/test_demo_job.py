@@ -45,6 +45,7 @@ def test_quick_main_job_records_trains_evaluates_runs_a_flywheel_round_reports_a
     assert "| round0 | async | all | " in report and "| round1 | async | all | " in report
     assert "lerobot-train --config_path recipes/so101_virtual_demo_small_cpu.json" in report
     assert "lerobot-vla flywheel-merge --demos" in report
+    assert re.search(r"Rollout with hand-off: 1 episodes, [1-9]\d* hand-offs to the scripted operator", report)
 
     second = run_demo(out)
     for skipped in ("recording skipped", "training skipped", "evaluation skipped", "flywheel round for this "

@@ -43,4 +43,5 @@ def test_a_report_before_any_evaluation_says_so(tmp_path):
     assert cli.main(["demo-report", str(tmp_path)]) == 0
     report = (tmp_path / "report" / "README.md").read_text()
     assert "No evaluation has run yet" in report and "no loss curve" in report
+    assert "No rollout with hand-off has run yet" in report
     assert not (tmp_path / "report" / "loss_curve.png").exists()
