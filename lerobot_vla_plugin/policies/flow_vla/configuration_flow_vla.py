@@ -100,7 +100,7 @@ class FlowVLAConfig(PreTrainedConfig):
     # positions learns them to 0.5 cm. An action seconds ahead is mostly that position, and every demonstration
     # has it. () turns it off.
     future_action_offsets: tuple[int, ...] = ()
-    future_action_loss_weight: float = 1.0
+    future_action_loss_weight: float = 1.0  # weight of the far-future auxiliary loss beside the flow loss
 
     # Flow matching (t = 1 is noise, t = 0 is data, as in pi0/SmolVLA).
     time_sampling_beta_alpha: float = 1.5
