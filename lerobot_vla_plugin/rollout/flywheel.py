@@ -36,11 +36,16 @@ def _with_rollout_features(dataset, workdir: Path):
     return add_features(dataset, features, output_dir=workdir / dataset.repo_id, repo_id=dataset.repo_id)
 
 
+def intervention_flags(dataset) -> np.ndarray:
+    """(frames,) bool: whether a person had control on each frame of a rollout recording."""
+    return np.concatenate([np.ravel(value) for value in dataset.hf_dataset["intervention"]]).astype(bool)
+
+
 def _intervention_episodes(dataset, workdir: Path):
     """`dataset` reduced to its episodes with at least one intervention frame (None: it has none)."""
     from lerobot.datasets.dataset_tools import delete_episodes
 
-    flags = np.concatenate([np.ravel(value) for value in dataset.hf_dataset["intervention"]]).astype(bool)
+    flags = intervention_flags(dataset)
     episodes = np.asarray(dataset.hf_dataset["episode_index"]).reshape(-1)
     with_intervention = set(np.unique(episodes[flags]).tolist())
     without = [index for index in range(dataset.meta.total_episodes) if index not in with_intervention]

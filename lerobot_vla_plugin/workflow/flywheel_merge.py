@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 # A crash exits 1; "no rollout episode has an intervention" is an outcome a script acts on, so it has its own code.
 EXIT_OK, EXIT_USAGE, EXIT_NOTHING_TO_LEARN = 0, 2, 3
 
@@ -40,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from lerobot_vla_plugin.rollout.flywheel import merge_demos_and_interventions
+    from lerobot_vla_plugin.rollout.flywheel import intervention_flags, merge_demos_and_interventions
 
     def load(root: Path):
         return LeRobotDataset(f"local/{root.name}", root=root)
@@ -53,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:  # no intervention anywhere: nothing new to learn, nothing written
         print(f"Nothing merged: {error}.")
         return EXIT_NOTHING_TO_LEARN
-    corrected = int(np.concatenate([np.ravel(value) for value in merged.hf_dataset["intervention"]]).astype(bool).sum())
+    corrected = int(intervention_flags(merged).sum())
     print(f"Merged {merged.meta.total_episodes} episodes ({merged.meta.total_frames} frames, {corrected} of them "
           f"intervention frames) into {args.output}")
     return EXIT_OK
