@@ -6,6 +6,7 @@ driven through raw vendor-SDK calls so the emulator is checked by a second, inde
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -27,6 +28,18 @@ def _patient(port_handler) -> None:
         port_handler.packet_timeout += EMULATED_SERVO_TIMEOUT_MS
 
     port_handler.setPacketTimeout = set_packet_timeout
+
+
+@pytest.fixture(autouse=True)
+def no_collection_pauses_between_request_and_reply():
+    """The emulated servo answers from a thread of this process, so a garbage-collection pass (over 200 ms once
+    the suite has loaded torch and LeRobot, longer on a loaded machine) stops the servo together with the SDK that
+    waits for it; the SDK, which never retries, then reads a timeout on waking. A servo on a wire keeps answering
+    through its host's pauses: keep the host's collector out of the exchange, as the wire would."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
 
 
 @pytest.fixture
