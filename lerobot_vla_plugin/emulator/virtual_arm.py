@@ -336,6 +336,11 @@ class VirtualSO101:
         with self.lock:
             return self.sim.is_success(self.task)
 
+    def task_object_positions(self) -> np.ndarray:
+        """The objects where they are now, in the current task's terms (sim/features.OBJECT_POSITION_NAMES)."""
+        with self.lock:
+            return self.sim.task_object_positions(self.task)
+
     def status(self) -> dict:
         with self.lock:
             return {

@@ -3,9 +3,10 @@ fine-tune, with LeRobot's own tools (`lerobot.datasets.dataset_tools` and `aggre
 
 LeRobot aggregates only datasets with identical features. A rollout recording has three more per-frame features
 than a demonstration (`intervention`, `uncertainty`, `inference_latency_ms`, rollout/recording.py); the demos get
-them too, with what they mean there: no intervention (a person drove every frame of a demonstration, but no
-policy was handed off from), uncertainty and latency not measured (NOT_MEASURED, -1). The merge then keeps every frame's flag, so a
-fine-tune may weight the intervention frames; stock `lerobot-train` trains on it unchanged.
+them too, with what they mean there: no intervention (a person drove every frame of a demonstration, but no policy
+was handed off from), uncertainty and latency not measured (NOT_MEASURED, -1). The merge then keeps every frame's
+flag, so a fine-tune may weight the intervention frames; stock `lerobot-train` trains on it unchanged. A feature
+only some parts have (the object positions the virtual arm's demonstrations carry, sim/features.py) is left out.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ def _with_rollout_features(dataset, workdir: Path):
     # The shape stays the tuple (1,): LeRobot stores exactly that shape as a scalar column, as the rollout wrote it.
     features = {key: (values[key], {**feature, "shape": tuple(feature["shape"])}) for key, feature in missing.items()}
     return add_features(dataset, features, output_dir=workdir / dataset.repo_id, repo_id=dataset.repo_id)
+
+
+def _without_features(dataset, keys: set[str], workdir: Path):
+    """`dataset` without `keys` (features the other parts lack, such as the virtual arm's object positions)."""
+    from lerobot.datasets.dataset_tools import remove_feature
+
+    if not keys:
+        return dataset
+    return remove_feature(dataset, sorted(keys), output_dir=workdir / f"{dataset.repo_id}_common",
+                          repo_id=dataset.repo_id)
 
 
 def intervention_flags(dataset) -> np.ndarray:
@@ -75,6 +86,8 @@ def merge_demos_and_interventions(demos: list, rollouts: list, repo_id: str, roo
         if not parts:
             raise ValueError("none of the rollout datasets has an intervention episode to learn from")
         parts = [_with_rollout_features(dataset, workdir) for dataset in demos] + parts
+        common = set.intersection(*(set(dataset.meta.features) for dataset in parts))
+        parts = [_without_features(dataset, set(dataset.meta.features) - common, workdir) for dataset in parts]
         if root.exists():
             shutil.rmtree(root)
         aggregate_datasets(repo_ids=[dataset.repo_id for dataset in parts], aggr_repo_id=repo_id,

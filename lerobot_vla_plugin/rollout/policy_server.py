@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from ..sim.features import TRAINING_ONLY_FEATURES
 from . import wire
 from .loaded_policy import LoadedPolicy
 
@@ -242,7 +243,7 @@ class PolicyServer:
         arrays = dict(message.arrays)
         leftover = arrays.pop("prev_chunk_left_over", None)
         unknown = sorted(set(arrays) - set(self.input_features))
-        missing = sorted(set(self.input_features) - set(arrays))
+        missing = sorted(set(self.input_features) - set(arrays) - TRAINING_ONLY_FEATURES)
         if unknown or missing:
             raise BadRequest(f"observation arrays do not match the policy's inputs (unknown: {unknown}, missing: "
                              f"{missing})")

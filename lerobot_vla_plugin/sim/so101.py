@@ -176,6 +176,12 @@ class SO101Sim:
             "bowl": self.data.mocap_pos[self._bowl_mocap].copy(),
         }
 
+    def task_object_positions(self, task_key: str) -> np.ndarray:
+        """(9,) float32 in sim/features.OBJECT_POSITION_NAMES order: the instructed cube, the other cube, the bowl."""
+        places = self.object_positions()
+        other = "blue" if self._check_task(task_key) == "red" else "red"
+        return np.concatenate([places[f"{task_key}_cube"], places[f"{other}_cube"], places["bowl"]]).astype(np.float32)
+
     def cube_yaw(self, task_key: str) -> float:
         """Heading of the cube's x face normal, used to line the jaws up with two faces."""
         rot = self.data.xmat[self._cube_bodies[self._check_task(task_key)]].reshape(3, 3)

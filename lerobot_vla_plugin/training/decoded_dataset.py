@@ -43,12 +43,16 @@ class DecodedFrameDataset(torch.utils.data.Dataset):
         self.chunk_size = int(chunk_size)
         self.action_offsets = np.asarray(range(self.chunk_size) if action_offsets is None else action_offsets)
         self.camera_keys = list(dataset.meta.camera_keys)
+        # Other per-frame vectors LeRobot's loader serves too (e.g. the virtual arm's object positions).
+        self.vector_keys = [key for key, ft in dataset.meta.features.items() if key.startswith("observation.")
+                            and key != OBS_STATE and key not in self.camera_keys and ft["dtype"] == "float32"]
         wanted = range(dataset.meta.total_episodes) if episodes is None else episodes
         hf = dataset.hf_dataset.with_format(None)
         episode_column = np.asarray(hf["episode_index"])
         frame_column = np.asarray(hf["frame_index"])
         task_names = {int(row["task_index"]): str(name) for name, row in dataset.meta.tasks.iterrows()}
         states, actions, self.spans = [], [], []
+        vectors = {key: [] for key in self.vector_keys}
         images = {key: [] for key in self.camera_keys}
         start = 0
         for n, episode in enumerate(wanted):
@@ -59,6 +63,8 @@ class DecodedFrameDataset(torch.utils.data.Dataset):
             part = hf.select(rows.tolist())
             states.append(np.asarray(part[OBS_STATE], dtype=np.float32))
             actions.append(np.asarray(part[ACTION], dtype=np.float32))
+            for key in self.vector_keys:
+                vectors[key].append(np.asarray(part[key], dtype=np.float32))
             timestamps = [float(t) for t in part["timestamp"]]
             for key in self.camera_keys:
                 if key in dataset.meta.video_keys:
@@ -72,6 +78,7 @@ class DecodedFrameDataset(torch.utils.data.Dataset):
                 progress(n + 1, len(wanted))
         self.states = torch.from_numpy(np.concatenate(states))
         self.actions = torch.from_numpy(np.concatenate(actions))
+        self.vectors = {key: torch.from_numpy(np.concatenate(parts)) for key, parts in vectors.items()}
         self.images = {key: torch.from_numpy(np.concatenate(frames)) for key, frames in images.items()}
         self._episode_of_frame = np.concatenate([np.full(s.length, i) for i, s in enumerate(self.spans)])
 
@@ -92,6 +99,8 @@ class DecodedFrameDataset(torch.utils.data.Dataset):
             "action_is_pad": torch.from_numpy(future > end),
             "task": span.task,
         }
+        for key in self.vector_keys:
+            item[key] = self.vectors[key][index]
         for key in self.camera_keys:
             item[key] = self.images[key][index].permute(2, 0, 1).float() / 255.0
         return item

@@ -50,10 +50,10 @@ def train_policy(policy_cfg, data: DecodedFrameDataset, *, steps: int, batch_siz
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(seed))
     policy.train()
-    losses, step, running, start = [], 0, [], time.perf_counter()
+    losses, step, running, parts, start = [], 0, [], {}, time.perf_counter()
     while step < steps:
         for batch in loader:
-            loss, _ = policy.forward(preprocessor(batch))
+            loss, info = policy.forward(preprocessor(batch))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
@@ -62,12 +62,16 @@ def train_policy(policy_cfg, data: DecodedFrameDataset, *, steps: int, batch_siz
                 scheduler.step()
             step += 1
             running.append(loss.item())
+            for key, value in (info or {}).items():
+                if key != "loss" and isinstance(value, float):
+                    parts.setdefault(key, []).append(value)
             if step % log_every == 0 or step == steps:
                 mean = sum(running) / len(running)
                 losses.append((step, mean))
-                running = []
+                terms = "".join(f" {key} {sum(values) / len(values):.4f}" for key, values in parts.items())
+                running, parts = [], {}
                 elapsed = time.perf_counter() - start
-                log(f"step {step}/{steps} loss {mean:.4f} ({step * batch_size / elapsed:.1f} samples/s)")
+                log(f"step {step}/{steps} loss {mean:.4f}{terms} ({step * batch_size / elapsed:.1f} samples/s)")
             if save_every and step % save_every == 0 and step < steps:
                 save_checkpoint(policy, preprocessor, postprocessor, Path(output_dir) / f"step_{step}" / "pretrained_model")
             if step >= steps:

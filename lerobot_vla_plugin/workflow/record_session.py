@@ -19,6 +19,7 @@ from lerobot.robots.config import RobotConfig
 from lerobot.teleoperators.config import TeleoperatorConfig
 
 from ..sim.scene_seeds import recording_scene_seed
+from ..sim.features import OBJECT_POSITION_NAMES, OBJECT_POSITIONS_FEATURE
 from .cadence import CadenceMeter, CadenceReport
 from .keyboard import KEY_HELP, EpisodeEvents, GripperSqueezeTrigger, KeyboardControl
 from .record_config import RecordConfig, dataset_root, task_keys, validate
@@ -114,7 +115,8 @@ class RecordSession:
         return robot, teleop
 
     def _dataset_features(self) -> dict:
-        """Exactly what lerobot-record builds from the robot (same functions, default processors)."""
+        """Exactly what lerobot-record builds from the robot (same functions, default processors); the virtual
+        arm adds where its objects are."""
         from lerobot.datasets.pipeline_features import (
             aggregate_pipeline_dataset_features,
             create_initial_features,
@@ -123,7 +125,7 @@ class RecordSession:
         from lerobot.processor import make_default_processors
 
         teleop_processor, _, observation_processor = make_default_processors()
-        return combine_feature_dicts(
+        features = combine_feature_dicts(
             aggregate_pipeline_dataset_features(
                 pipeline=teleop_processor, initial_features=create_initial_features(action=self.robot.action_features),
                 use_videos=self.cfg.dataset.video),
@@ -132,6 +134,10 @@ class RecordSession:
                 initial_features=create_initial_features(observation=self.robot.observation_features),
                 use_videos=self.cfg.dataset.video),
         )
+        if self.virtual is not None:  # a training-only target, see sim/features.py
+            features[OBJECT_POSITIONS_FEATURE] = {"dtype": "float32", "shape": (len(OBJECT_POSITION_NAMES),),
+                                                  "names": list(OBJECT_POSITION_NAMES)}
+        return features
 
     def _missing_calibration(self) -> str:
         """A missing calibration file would end in LeRobot's calibration prompt (EOFError without a terminal):
@@ -421,7 +427,9 @@ class RecordSession:
         pace = self.cfg.realtime if self.cfg.realtime is not None else not self.lockstep
         period = 1.0 / self.cfg.dataset.fps
         clock = self._data_clock()
-        recorder, features = self.recorder, self.recorder.features
+        recorder = self.recorder
+        # The robot's own features, built from its observation; the virtual arm's object positions come from it.
+        features = {key: ft for key, ft in recorder.features.items() if key != OBJECT_POSITIONS_FEATURE}
         arm = self.virtual.arm if (self.virtual is not None and self.lockstep) else None
         start = clock()
         deadline = time.perf_counter()
@@ -441,6 +449,8 @@ class RecordSession:
                 write_start = time.perf_counter()
                 frame = {**build_dataset_frame(features, observation, prefix=OBS_STR),
                          **build_dataset_frame(features, action, prefix=ACTION), "task": task}
+                if self.virtual is not None:
+                    frame[OBJECT_POSITIONS_FEATURE] = self.virtual.task_object_positions()
                 recorder.add_frame(frame)
                 meter.add_recorder_time(time.perf_counter() - write_start)
                 meter.frame(observation, loop_start, data_time)

@@ -99,20 +99,24 @@ def tiny_config() -> FlowVLAConfig:
     return make_tiny_config()
 
 
-@pytest.fixture(scope="session")
-def tiny_dataset_root(tmp_path_factory):
-    """A 3-episode LeRobotDataset (images stored as PNG, no video codec needed) written with LeRobot's API."""
+OBJECTS_KEY = "observation.sim_object_positions"
+
+
+def write_tiny_dataset(root, object_positions: bool = False):
+    """A 3-episode LeRobotDataset (images stored as PNG, no video codec needed) written with LeRobot's API;
+    `object_positions` adds the per-frame object-position feature the virtual arm records (9 numbers)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    root = tmp_path_factory.mktemp("datasets") / "flow_vla_tiny"
     names = [f"joint_{i}" for i in range(STATE_DIM)]
     features = {
         "observation.state": {"dtype": "float32", "shape": (STATE_DIM,), "names": names},
         "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": names},
         IMAGE_KEY: {"dtype": "image", "shape": (32, 32, 3), "names": ["height", "width", "channels"]},
     }
+    if object_positions:
+        features[OBJECTS_KEY] = {"dtype": "float32", "shape": (9,), "names": [f"p{i}" for i in range(9)]}
     dataset = LeRobotDataset.create(
-        repo_id="local/flow_vla_tiny", fps=10, features=features, root=root, robot_type="synthetic",
+        repo_id=f"local/{root.name}", fps=10, features=features, root=root, robot_type="synthetic",
         use_videos=False,
     )
     rng = np.random.default_rng(0)
@@ -120,14 +124,25 @@ def tiny_dataset_root(tmp_path_factory):
         for frame in range(12):
             phase = frame / 12.0
             state = np.full(STATE_DIM, np.sin(phase + episode), dtype=np.float32)
-            dataset.add_frame(
-                {
-                    "observation.state": state,
-                    "action": state + 0.1,
-                    IMAGE_KEY: rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
-                    "task": "move the arm" if episode % 2 == 0 else "wave the arm",
-                }
-            )
+            values = {
+                "observation.state": state,
+                "action": state + 0.1,
+                IMAGE_KEY: rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+                "task": "move the arm" if episode % 2 == 0 else "wave the arm",
+            }
+            if object_positions:
+                values[OBJECTS_KEY] = rng.uniform(-0.2, 0.3, 9).astype(np.float32)
+            dataset.add_frame(values)
         dataset.save_episode()
     dataset.finalize()
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_root(tmp_path_factory):
+    return write_tiny_dataset(tmp_path_factory.mktemp("datasets") / "flow_vla_tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_objects_dataset_root(tmp_path_factory):
+    return write_tiny_dataset(tmp_path_factory.mktemp("datasets") / "flow_vla_tiny_objects", object_positions=True)

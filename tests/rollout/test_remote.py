@@ -226,6 +226,19 @@ def test_any_lerobot_policy_type_is_served(checkpoints):
                                    rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("policy_type", ["flow_vla", "act"])
+def test_a_policy_trained_on_the_virtual_arms_object_positions_is_served_without_them(policy_type, tmp_path):
+    """LeRobot lists every observation feature of the training data among a policy's inputs; the virtual arm's
+    object positions are a training target only, and a real arm has no such sensor."""
+    from workflow.test_evaluate import write_tiny_checkpoint
+
+    checkpoint = write_tiny_checkpoint(policy_type, tmp_path / policy_type, object_positions=True)
+    frame = observation_frame(4)
+    with PolicyServer(load_checkpoint(checkpoint), LOOPBACK, 0) as running, RemotePolicy(address(running)) as remote:
+        actions, _ = remote.predict_chunk(frame, "pick the red cube")
+    assert actions.shape == (8, 6) and np.isfinite(actions).all()
+
+
 def exchange(sock: socket.socket, frame: bytes) -> wire.Message:
     sock.sendall(frame)
     return wire.read_message(sock)

@@ -124,11 +124,17 @@ def test_putting_the_other_cube_in_the_bowl_is_a_failure(rig):
     assert episode.result.other_touched and not episode.result.target_touched
 
 
-def write_tiny_checkpoint(policy_type: str, directory):
-    """A real, untrained checkpoint with one 32x32 front camera, saved the way lerobot-train saves one."""
+def write_tiny_checkpoint(policy_type: str, directory, object_positions: bool = False):
+    """A real, untrained checkpoint with one 32x32 front camera, saved the way lerobot-train saves one.
+    `object_positions`: trained on data with the virtual arm's object positions, which LeRobot then lists among
+    the policy's inputs."""
     import torch
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    from lerobot_vla_plugin.sim.features import OBJECT_POSITIONS_FEATURE
 
     torch.manual_seed(0)
+    extra = {OBJECT_POSITIONS_FEATURE: PolicyFeature(type=FeatureType.STATE, shape=(9,))} if object_positions else {}
     if policy_type == "flow_vla":
         from policy.conftest import make_tiny_config
 
@@ -136,6 +142,7 @@ def write_tiny_checkpoint(policy_type: str, directory):
         from lerobot_vla_plugin.policies.flow_vla.processor_flow_vla import make_flow_vla_pre_post_processors
 
         config = make_tiny_config(cameras=1)
+        config.input_features.update(extra)
         policy, processors = FlowVLAPolicy(config), make_flow_vla_pre_post_processors(config, dataset_stats=None)
     else:
         from lerobot.policies.act.configuration_act import ACTConfig
@@ -144,7 +151,7 @@ def write_tiny_checkpoint(policy_type: str, directory):
         from policy.conftest import tiny_features
 
         inputs, outputs = tiny_features(cameras=1)
-        config = ACTConfig(device="cpu", input_features=inputs, output_features=outputs, chunk_size=8,
+        config = ACTConfig(device="cpu", input_features={**inputs, **extra}, output_features=outputs, chunk_size=8,
                            n_action_steps=8, dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1,
                            n_decoder_layers=1, use_vae=False, pretrained_backbone_weights=None)
         policy, processors = ACTPolicy(config), make_act_pre_post_processors(config, dataset_stats=None)

@@ -177,6 +177,7 @@ def test_demos_and_intervention_episodes_merge_and_stock_lerobot_train_runs_on_t
     episode, merged with LeRobot's own aggregate; stock LeRobot loads the merge and stock lerobot-train trains."""
     from lerobot_vla_plugin import cli
     from lerobot_vla_plugin.rollout.flywheel import NOT_MEASURED, merge_demos_and_interventions
+    from lerobot_vla_plugin.sim.features import OBJECT_POSITIONS_FEATURE
     from policy.conftest import TINY_POLICY_FLAGS
     from policy.test_lerobot_train import TRAIN_LOG_LINE, run_lerobot_train
 
@@ -191,6 +192,8 @@ def test_demos_and_intervention_episodes_merge_and_stock_lerobot_train_runs_on_t
     merged = merge_demos_and_interventions([demos], [interventions], "local/flywheel", tmp_path / "flywheel")
 
     assert merged.num_episodes == 2 and len(merged) == len(demos) + len(interventions)
+    # The demos' object positions (a training-only target the rollout does not record) stay out of the merge.
+    assert OBJECT_POSITIONS_FEATURE in demos.meta.features and OBJECT_POSITIONS_FEATURE not in merged.meta.features
     flags = np.concatenate([np.ravel(v) for v in merged.hf_dataset["intervention"]]).astype(bool)
     rollout_flags = np.concatenate([np.ravel(v) for v in interventions.hf_dataset["intervention"]]).astype(bool)
     assert not flags[:len(demos)].any() and np.array_equal(flags[len(demos):], rollout_flags)

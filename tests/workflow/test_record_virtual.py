@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from lerobot_vla_plugin import cli
+from lerobot_vla_plugin.sim.features import OBJECT_POSITION_NAMES, OBJECT_POSITIONS_FEATURE
+from lerobot_vla_plugin.sim.so101 import SO101Sim
 from lerobot_vla_plugin.workflow.record import EXIT_FAULT, EXIT_USAGE, RecordSession
 
 from .conftest import JOINTS, load_dataset, total_episodes, virtual_args, virtual_config
@@ -43,6 +45,15 @@ def test_one_command_records_a_two_task_dataset_that_stock_lerobot_loads(tmp_pat
     # The follower moved: the scripted operator drove it through the leader.
     states = np.stack([np.asarray(s) for s in dataset.hf_dataset["observation.state"]])
     assert np.ptp(states[:30], axis=0).max() > 1.0
+
+    # Each frame says where the objects are, the instructed cube first: the layout of the episode's scene seed.
+    assert features[OBJECT_POSITIONS_FEATURE]["names"] == list(OBJECT_POSITION_NAMES)
+    positions = np.stack([np.asarray(p) for p in dataset.hf_dataset[OBJECT_POSITIONS_FEATURE]])
+    sim = SO101Sim()
+    for episode, task in ((0, "red"), (1, "blue")):
+        sim.reset(int(episodes["scene_seed"][episode]))
+        np.testing.assert_allclose(positions[30 * episode, [0, 1, 3, 4, 6, 7]],
+                                   sim.task_object_positions(task)[[0, 1, 3, 4, 6, 7]], atol=2e-3)
 
     # Resuming with another camera set is refused before anything moves; the dataset is untouched.
     one_camera = RecordSession(virtual_config(root, "--resume", "--virtual_cameras=front"), out=lambda _: None).run()

@@ -102,6 +102,15 @@ class FlowVLAConfig(PreTrainedConfig):
     future_action_offsets: tuple[int, ...] = ()
     future_action_loss_weight: float = 1.0  # weight of the far-future auxiliary loss beside the flow loss
 
+    # Object-position auxiliary (training only): where a dataset has a per-frame object-position feature (the
+    # virtual SO-101 records `observation.sim_object_positions`: the instructed cube, the other cube and the bowl,
+    # x/y/z each), a readout of the prefix predicts it, weighted by object_position_loss_weight (0 = off). The
+    # positions are a target only, never an input: the policy still acts from its cameras, so it runs on an arm
+    # without such a sensor, and a fine-tune on data without the feature trains without the auxiliary.
+    object_position_loss_weight: float = 0.0
+    object_positions_key: str = "observation.sim_object_positions"  # dataset feature with the positions
+    object_position_count: int = 3  # objects in that feature, three coordinates each
+
     # Flow matching (t = 1 is noise, t = 0 is data, as in pi0/SmolVLA).
     time_sampling_beta_alpha: float = 1.5
     time_sampling_beta_beta: float = 1.0  # beta parameter of the Beta distribution of training times
@@ -199,6 +208,11 @@ class FlowVLAConfig(PreTrainedConfig):
                 f"future_action_offsets {tuple(self.future_action_offsets)} must all be >= chunk_size "
                 f"({self.chunk_size}): the chunk's own steps are already predicted."
             )
+        if self.object_position_loss_weight < 0 or self.object_position_count < 1:
+            raise ValueError(
+                f"object_position_loss_weight must be >= 0 and object_position_count >= 1, got "
+                f"{self.object_position_loss_weight} and {self.object_position_count}."
+            )
         if self.image_keypoints < 0:
             raise ValueError(f"image_keypoints must be >= 0, got {self.image_keypoints}.")
         if self.max_shortcut_steps < 1 or self.max_shortcut_steps & (self.max_shortcut_steps - 1):
@@ -258,6 +272,13 @@ class FlowVLAConfig(PreTrainedConfig):
             raise ValueError(
                 f"{len(self.image_features)} cameras ({list(self.image_features)}) but max_cameras is "
                 f"{self.max_cameras}. Set --policy.max_cameras={len(self.image_features)}."
+            )
+        positions = self.input_features.get(self.object_positions_key)
+        if self.object_position_loss_weight > 0 and positions is not None and positions.shape[0] != 3 * self.object_position_count:
+            raise ValueError(
+                f"{self.object_positions_key} has {positions.shape[0]} numbers, not x/y/z of "
+                f"object_position_count={self.object_position_count} objects. Set --policy.object_position_count="
+                f"{positions.shape[0] // 3}."
             )
         if not self.image_features and self.robot_state_feature is None:
             raise ValueError("flow_vla needs at least one camera image or observation.state as input.")

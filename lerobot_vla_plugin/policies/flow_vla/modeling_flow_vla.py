@@ -144,23 +144,27 @@ def detach_cache(cache: PrefixCache) -> PrefixCache:
     return [(k.detach(), v.detach()) for k, v in kv], mask, None if offset is None else offset.detach()
 
 
-class FutureActionReadout(nn.Module):
-    """Learned queries that read the prefix (one cross-attention) and predict the far-future actions of
-    `config.future_action_offsets`: a training-only auxiliary whose gradient reaches the image encoder."""
+class PrefixReadout(nn.Module):
+    """Learned queries that read the prefix (one cross-attention), each predicting `out_features` numbers: the
+    training-only auxiliaries (far-future actions, object positions) whose gradient reaches the image encoder."""
 
-    def __init__(self, config: FlowVLAConfig, context_dim: int):
+    def __init__(self, num_queries: int, out_features: int, context_dim: int):
         super().__init__()
         heads = next(h for h in (8, 4, 2, 1) if context_dim % h == 0)
-        self.queries = nn.Parameter(torch.randn(len(config.future_action_offsets), context_dim) * 0.02)
+        self.queries = nn.Parameter(torch.randn(num_queries, context_dim) * 0.02)
         self.attention = nn.MultiheadAttention(context_dim, heads, batch_first=True)
         self.norm = nn.LayerNorm(context_dim)
-        self.out = nn.Linear(context_dim, config.max_action_dim)
+        self.out = nn.Linear(context_dim, out_features)
 
     def forward(self, prefix: Tensor, prefix_mask: Tensor) -> Tensor:
-        """prefix (B, L, D), mask (B, L) True for real tokens -> (B, offsets, max_action_dim)."""
+        """prefix (B, L, D), mask (B, L) True for real tokens -> (B, num_queries, out_features)."""
         queries = self.queries[None].expand(prefix.shape[0], -1, -1).to(prefix.dtype)
         read, _ = self.attention(queries, prefix, prefix, key_padding_mask=~prefix_mask, need_weights=False)
         return self.out(self.norm(read + queries))
+
+
+def masked_mean_squared_error(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    return (((predicted.float() - target.float()) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 class FlowVLAModel(nn.Module):
@@ -169,8 +173,14 @@ class FlowVLAModel(nn.Module):
         self.config = config
         self.prefix_encoder = make_prefix_encoder(config)
         self.expert = ActionExpert(config, context_dim=self.prefix_encoder.out_dim)
+        context_dim = self.prefix_encoder.out_dim
         self.future_readout = (
-            FutureActionReadout(config, self.prefix_encoder.out_dim) if config.future_action_offsets else None
+            PrefixReadout(len(config.future_action_offsets), config.max_action_dim, context_dim)
+            if config.future_action_offsets else None
+        )
+        self.object_readout = (  # one query per object, three coordinates each
+            PrefixReadout(config.object_position_count, 3, context_dim)
+            if config.object_position_loss_weight > 0 else None
         )
 
     # ----- inputs -----------------------------------------------------------------------------------------
@@ -291,12 +301,14 @@ class FlowVLAModel(nn.Module):
         time: Tensor | None = None,
         prefix_delay: Tensor | None = None,
         future: tuple[Tensor, Tensor] | None = None,
+        objects: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
         """Masked flow-matching (+ shortcut) loss; actions padded to max_action_dim, mask (B, T, max_action_dim).
 
         Training-time RTC (config.rtc_training_max_delay > 0, or an explicit `prefix_delay` (B,) of ints): the
         first prefix_delay[b] steps of sample b are given as clean actions and excluded from the loss.
-        `future`: (actions, mask) at config.future_action_offsets, for the far-future auxiliary."""
+        `future`: (actions, mask) at config.future_action_offsets, for the far-future auxiliary.
+        `objects`: (positions (B, objects * 3) as normalised, per-sample mask (B,)), for the object auxiliary."""
         prefix, prefix_mask, state = self.encode_prefix_tokens(batch)
         cache = self.expert.cache_prefix(prefix, prefix_mask, state)
         batch_size = actions.shape[0]
@@ -340,10 +352,17 @@ class FlowVLAModel(nn.Module):
             info["flow_loss"] = (per_sample[n_shortcut:].sum() / loss_mask[n_shortcut:].sum().clamp(min=1)).item()
         if future is not None and self.future_readout is not None:
             future_actions, future_mask = future
-            predicted = self.future_readout(prefix, prefix_mask).float()
-            future_loss = (((predicted - future_actions.float()) ** 2) * future_mask).sum() / future_mask.sum().clamp(min=1.0)
+            future_loss = masked_mean_squared_error(self.future_readout(prefix, prefix_mask), future_actions, future_mask)
             info["future_loss"] = future_loss.item()
             loss = loss + self.config.future_action_loss_weight * future_loss
+        if objects is not None and self.object_readout is not None:
+            positions, sample_mask = objects
+            predicted = self.object_readout(prefix, prefix_mask)
+            target = positions.reshape(predicted.shape)
+            mask = sample_mask[:, None, None].expand_as(predicted).float()
+            object_loss = masked_mean_squared_error(predicted, target, mask)
+            info["object_position_loss"] = object_loss.item()
+            loss = loss + self.config.object_position_loss_weight * object_loss
         info["loss"] = loss.item()
         return loss, info
 
@@ -472,6 +491,11 @@ class FlowVLAPolicy(PreTrainedPolicy):
             chunk = self.config.chunk_size
             future = (actions[:, chunk:], loss_mask[:, chunk:].clone())
             actions, loss_mask = actions[:, :chunk], loss_mask[:, :chunk]
+        objects = None
+        positions = batch.get(self.config.object_positions_key)
+        if self.model.object_readout is not None and positions is not None:  # a dataset of the virtual arm
+            positions = positions[:, -1] if positions.ndim == 3 else positions
+            objects = (positions, torch.ones(positions.shape[0], device=positions.device))
         n_outliers = int(actions.shape[0] * self.config.outlier_exposure_fraction) if self.training else 0
         if n_outliers > 0:
             # The last n_outliers samples: corrupted observation, actions of random other samples.
@@ -481,7 +505,9 @@ class FlowVLAPolicy(PreTrainedPolicy):
             loss_mask = torch.cat([loss_mask[:-n_outliers], loss_mask[source]])
             if future is not None:  # a corrupted observation says nothing about the far future either
                 future[1][-n_outliers:] = 0.0
-        return self.model.loss(batch, actions, loss_mask, noise=noise, time=time, future=future)
+            if objects is not None:  # nor about where the objects are
+                objects[1][-n_outliers:] = 0.0
+        return self.model.loss(batch, actions, loss_mask, noise=noise, time=time, future=future, objects=objects)
 
     def _noise(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
         shape = (batch_size, self.config.chunk_size, self.config.max_action_dim)

@@ -1,0 +1,105 @@
+"""The object-position auxiliary: a dataset's per-frame object positions (the virtual arm records them) reach
+flow_vla through LeRobot's own loader and pre-processor, train the image encoder, and are never needed to act."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lerobot.configs.types import FeatureType
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.datasets.utils import dataset_to_policy_features
+
+from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import FlowVLAPolicy
+from lerobot_vla_plugin.policies.flow_vla.processor_flow_vla import make_flow_vla_pre_post_processors
+from lerobot_vla_plugin.training.decoded_dataset import DecodedFrameDataset
+
+from .conftest import OBJECTS_KEY, TINY_POLICY_KWARGS
+
+
+def config_for(root, **overrides):
+    from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
+
+    meta = LeRobotDataset(f"local/{root.name}", root=root).meta
+    features = dataset_to_policy_features(meta.features)
+    outputs = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
+    inputs = {k: f for k, f in features.items() if k not in outputs}
+    config = FlowVLAConfig(device="cpu", input_features=inputs, output_features=outputs,
+                           **{**TINY_POLICY_KWARGS, "image_keypoints": 4, **overrides})
+    return config, meta
+
+
+def training_batch(root, config, meta):
+    """A batch the way lerobot-train makes one: LeRobot's dataset and dataloader, then the pre-processor."""
+    from lerobot.datasets.factory import resolve_delta_timestamps
+
+    dataset = LeRobotDataset(f"local/{root.name}", root=root, delta_timestamps=resolve_delta_timestamps(config, meta))
+    raw = next(iter(torch.utils.data.DataLoader(dataset, batch_size=6, shuffle=False)))
+    preprocessor, _ = make_flow_vla_pre_post_processors(config, dataset_stats=meta.stats)
+    return raw, preprocessor(raw)
+
+
+def test_decoded_samples_carry_the_positions_lerobot_serves(tiny_objects_dataset_root):
+    plain = LeRobotDataset("local/flow_vla_tiny_objects", root=tiny_objects_dataset_root)
+    decoded = DecodedFrameDataset(plain, chunk_size=5)
+    assert decoded.vector_keys == [OBJECTS_KEY]
+    for index in (0, 13, 35):
+        torch.testing.assert_close(decoded[index][OBJECTS_KEY], plain[index][OBJECTS_KEY])
+
+
+def test_the_preprocessor_hands_the_policy_normalised_positions(tiny_objects_dataset_root):
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0)
+    raw, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    mean, std = (torch.as_tensor(meta.stats[OBJECTS_KEY][k]).float() for k in ("mean", "std"))
+    assert raw[OBJECTS_KEY].shape == (6, 1, 9)  # lerobot-train serves observations at observation_delta_indices
+    torch.testing.assert_close(batch[OBJECTS_KEY], (raw[OBJECTS_KEY] - mean) / (std + 1e-8), atol=1e-5, rtol=1e-5)
+
+
+def test_the_object_loss_reaches_the_image_encoder(tiny_objects_dataset_root):
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0)
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    torch.manual_seed(0)
+    policy = FlowVLAPolicy(config)
+    policy.train()
+    loss, info = policy.forward(batch)
+    assert info["object_position_loss"] > 0
+
+    readout = policy.model.object_readout
+    prefix, mask, _ = policy.model.encode_prefix_tokens(batch)
+    predicted = readout(prefix, mask)
+    assert predicted.shape == (6, 3, 3)
+    policy.zero_grad()
+    ((predicted - batch[OBJECTS_KEY][:, -1].reshape(predicted.shape)) ** 2).mean().backward()
+    encoder_grads = [p.grad for name, p in policy.model.prefix_encoder.named_parameters()
+                     if "image" in name and p.grad is not None]
+    assert encoder_grads and any(g.abs().sum() > 0 for g in encoder_grads)
+
+
+def test_without_the_feature_or_the_weight_there_is_no_object_loss(tiny_dataset_root, tiny_objects_dataset_root):
+    # A fine-tune of such a checkpoint on data without the positions (a real arm, a flywheel merge) trains on.
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0)
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    policy = FlowVLAPolicy(config)
+    policy.train()
+    _, info = policy.forward({k: v for k, v in batch.items() if k != OBJECTS_KEY})
+    assert "object_position_loss" not in info and info["loss"] > 0
+
+    off, meta = config_for(tiny_objects_dataset_root)
+    assert FlowVLAPolicy(off).model.object_readout is None
+    _, info = FlowVLAPolicy(off).forward(batch)
+    assert "object_position_loss" not in info
+
+
+def test_a_policy_trained_with_positions_acts_from_its_cameras_alone(tiny_objects_dataset_root):
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0)
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    policy = FlowVLAPolicy(config)
+    policy.eval()
+    observation = {k: v for k, v in batch.items() if k != OBJECTS_KEY and not k.startswith("action")}
+    chunk = policy.predict_action_chunk(observation)
+    assert chunk.shape == (6, config.chunk_size, 6) and torch.isfinite(chunk).all()
+
+
+def test_a_position_feature_of_the_wrong_size_is_refused_with_the_fix(tiny_objects_dataset_root):
+    with pytest.raises(ValueError, match="object_position_count=3"):
+        FlowVLAPolicy(config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0,
+                                 object_position_count=2)[0])
