@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo-report": ("lerobot_vla_plugin.workflow.demo_report", "the main job's report folder: success, loss, frames, times, commands"),
     "calibrate-uncertainty": ("lerobot_vla_plugin.workflow.calibrate_uncertainty", "the hand-off threshold of a trained policy, from held-out episodes"),
     "flywheel-merge": ("lerobot_vla_plugin.workflow.flywheel_merge", "demonstrations plus a rollout's corrections, one dataset for the next fine-tune"),
+    "multiply": ("lerobot_vla_plugin.workflow.multiply", "a few virtual-arm demonstrations re-targeted to many new scenes (MimicGen-style)"),
     "policy-server": ("lerobot_vla_plugin.rollout.policy_server", "serve a policy's action chunks over TCP to a weak robot computer"),
     "rollout": ("lerobot_vla_plugin.workflow.rollout", "a trained policy driving the arm: async inference, bounded failure, recorded"),
     "record": ("lerobot_vla_plugin.workflow.record", "crash-safe leader-follower recording (also hands-free: --virtual so101)"),

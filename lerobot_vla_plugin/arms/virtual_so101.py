@@ -61,3 +61,12 @@ def follower_action_from_joint_angles(q_rad: np.ndarray, joint_limits_rad: np.nd
     low, high = joint_limits_rad[-1]
     action[f"{JOINT_NAMES[-1]}.pos"] = float(100.0 * (q[-1] - low) / (high - low))
     return action
+
+
+def joint_angles_from_follower_actions(actions: np.ndarray, joint_limits_rad: np.ndarray) -> np.ndarray:
+    """The inverse of `follower_action_from_joint_angles` for recorded action rows (..., 6) in JOINT_NAMES order."""
+    values = np.asarray(actions, dtype=np.float64)
+    q = np.radians(values).copy()
+    low, high = joint_limits_rad[-1]
+    q[..., -1] = low + values[..., -1] / 100.0 * (high - low)
+    return q

@@ -31,6 +31,7 @@ from lerobot.motors.motors_bus import MotorCalibration
 from lerobot_vla_plugin.motors.feetech import protocol as fp
 from lerobot_vla_plugin.sim.frames import FrameService
 from lerobot_vla_plugin.sim.operator import ScriptedOperator
+from lerobot_vla_plugin.sim.retarget import SCRIPTED_PROVENANCE
 from lerobot_vla_plugin.sim.remote import VirtualArmServer
 from lerobot_vla_plugin.sim.so101 import JOINT_NAMES, TASKS, SO101Sim
 
@@ -69,6 +70,12 @@ def active_virtual_arm() -> VirtualSO101 | None:
     """The most recently started virtual arm of this process (what an in-process `vla_sim_camera` renders)."""
     with _active_lock:
         return _active[-1] if _active else None
+
+
+def plan_scripted_demonstration(planning: SO101Sim, task: str, rng: np.random.Generator) -> ScriptedOperator:
+    operator = ScriptedOperator(planning, task, rng)
+    operator.plan()
+    return operator
 
 
 class ScriptedLeaderLogic:
@@ -160,6 +167,9 @@ class VirtualSO101:
         self.lock = self.arm.lock
         self.episode = 0
         self.operator: ScriptedOperator | None = None
+        # Plans each episode's demonstration from the reset scene: (planning sim, task, rng) -> an operator with
+        # target_at / duration_s / done. None: the scripted operator. Data generation re-targets recorded ones.
+        self.demonstration_planner = None
         self._operator_rng = np.random.default_rng(seed + 1_000_003)
         self._episode_start_s = self.sim.time_s
         self._idle_pose = self.sim.joint_positions()
@@ -270,7 +280,7 @@ class VirtualSO101:
             with self.lock:
                 self._episode_start_s = self.sim.time_s
         else:
-            self._start_operator(planning)
+            self._start_operator(planning, self.demonstration_planner)
         return self.status()
 
     def operator_take_over(self) -> None:
@@ -290,11 +300,10 @@ class VirtualSO101:
             planning.set_joint_positions(hand)
             self._start_operator(planning)
 
-    def _start_operator(self, planning: SO101Sim) -> None:
+    def _start_operator(self, planning: SO101Sim, planner=None) -> None:
         # Planning (IK along the whole path) takes a good fraction of a second: done on a snapshot, outside
         # the lock, so the servo buses keep answering in time meanwhile.
-        operator = ScriptedOperator(planning, self.task, self._operator_rng)
-        operator.plan()
+        operator = (planner or plan_scripted_demonstration)(planning, self.task, self._operator_rng)
         with self.lock:
             self.operator = operator
             self._episode_start_s = self.sim.time_s
@@ -335,6 +344,10 @@ class VirtualSO101:
     def is_success(self) -> bool:
         with self.lock:
             return self.sim.is_success(self.task)
+
+    def demonstration_provenance(self) -> dict:
+        """Where this episode's demonstration came from (per-episode metadata; one set of columns for all)."""
+        return dict(getattr(self.operator, "provenance", None) or SCRIPTED_PROVENANCE)
 
     def task_object_positions(self) -> np.ndarray:
         """The objects where they are now, in the current task's terms (sim/features.OBJECT_POSITION_NAMES)."""

@@ -42,6 +42,7 @@ class EpisodeData:
     states: np.ndarray  # (frames, joints)
     actions: np.ndarray | None = None
     achieved_hz: float | None = None
+    demonstration: str | None = None  # where the demonstration came from, when recorded (scripted, retargeted)
 
     @property
     def length(self) -> int:
@@ -75,6 +76,7 @@ class QualityReport:
     joint_coverage: dict[str, float]
     path_diversity: dict[str, dict[str, float]]
     checks: list[Check]
+    provenance: dict[str, dict] = field(default_factory=dict)  # per demonstration kind, when recorded
 
     @property
     def failures(self) -> list[Check]:
@@ -347,6 +349,15 @@ def _path_diversity(episodes: list[EpisodeData], rng: np.random.Generator) -> tu
     return diversity, Check("path diversity", True, "demonstrations of each task differ", blocking=False)
 
 
+def _provenance(episodes: list[EpisodeData], rng: np.random.Generator) -> dict[str, dict]:
+    """Per demonstration kind (recorded: scripted or teleoperated; generated: retargeted by `lerobot-vla
+    multiply`), its episodes and path diversity per task; empty when the episodes do not say."""
+    kinds = Counter(e.demonstration for e in episodes if e.demonstration)
+    return {kind: {"episodes": count,
+                   "path_diversity": _path_diversity([e for e in episodes if e.demonstration == kind], rng)[0]}
+            for kind, count in kinds.most_common()}
+
+
 def analyze(episodes: list[EpisodeData], *, fps: int, joint_names: list[str], chunk_size: int = 50,
             min_tasks: int = 2, seed: int = 0) -> QualityReport:
     if not episodes:
@@ -373,7 +384,8 @@ def analyze(episodes: list[EpisodeData], *, fps: int, joint_names: list[str], ch
         fps=fps, joint_names=list(joint_names), episodes_per_task=dict(episodes_per_task),
         frames_per_task=dict(frames_per_task), task_entropy_bits=_entropy_bits(list(episodes_per_task.values())),
         episode_lengths=[e.length for e in episodes], chunk_size=chunk_size, joint_span=span,
-        joint_coverage=coverage, path_diversity=diversity, checks=checks)
+        joint_coverage=coverage, path_diversity=diversity, checks=checks,
+        provenance=_provenance(episodes, np.random.default_rng(seed)))
 
 
 def format_report(report: QualityReport) -> str:
@@ -394,6 +406,12 @@ def format_report(report: QualityReport) -> str:
         measured = (f"{d['mean_dtw']:.3f} / {d['endpoint_spread']:.3f}" if np.isfinite(d["mean_dtw"])
                     else "not measured")
         lines.append(f"  {measured}  ({d['episodes']} episodes) {task}")
+    if report.provenance:
+        lines.append("Demonstrations by origin (recorded or generated), mean pairwise DTW per task:")
+        for kind, p in report.provenance.items():
+            measured = ", ".join(f"{d['mean_dtw']:.3f} {task!r}" for task, d in p["path_diversity"].items()
+                                 if np.isfinite(d["mean_dtw"])) or "not measured (fewer than 2 per task)"
+            lines.append(f"  {p['episodes']:>5} {kind}: {measured}")
     lines.append("Checks:")
     for check in report.checks:
         status = "ok  " if check.passed else ("FAIL" if check.blocking else "warn")

@@ -56,6 +56,7 @@ def load_episode_data(root: Path, repo_id: str | None = None):
             states=np.stack(table[STATE_KEY][rows]).astype(np.float64),
             actions=np.stack(table[ACTION_KEY][rows]).astype(np.float64) if ACTION_KEY in table else None,
             achieved_hz=row["achieved_hz"] if "achieved_hz" in extra_columns else None,
+            demonstration=row["demonstration"] if "demonstration" in extra_columns else None,
         ))
     return episodes, dataset.meta.fps, names
 

@@ -52,6 +52,7 @@ class SessionResult:
     failed: int = 0  # saves that failed and were rolled back
     rejected: int = 0
     discarded: int = 0
+    failed_task: int = 0  # virtual takes the success check rejected (with successes_only)
     total_episodes: int = 0
     exit_code: int = EXIT_OK
     message: str = ""
@@ -62,10 +63,14 @@ class RecordSession:
     """One recording session: devices, dataset, keys, episodes. `run()` returns a `SessionResult`.
 
     `on_frame(session, frame_number)` is called after each recorded frame (tests use it to inject faults).
+    On the virtual arm, `demonstration_planner` replaces the scripted operator's plans (VirtualSO101's
+    `demonstration_planner`) and `successes_only` keeps only takes that succeed, each failure moving on to a new
+    scene: the data generation of `lerobot-vla multiply`.
     """
 
     def __init__(self, cfg: RecordConfig, *, out: Callable[[str], None] | None = None,
-                 on_frame: Callable[[RecordSession, int], None] | None = None):
+                 on_frame: Callable[[RecordSession, int], None] | None = None,
+                 demonstration_planner=None, successes_only: bool = False):
         validate(cfg)
         self.cfg = cfg
         if cfg.virtual is not None and not cfg.dataset.repo_id:
@@ -86,6 +91,10 @@ class RecordSession:
         self._unreported_save_failures: list[str] = []
         self._result = SessionResult(root=None)
         self._ticks_before = 0
+        self._demonstration_planner = demonstration_planner
+        self._successes_only = successes_only
+        self._skipped_scenes = 0  # scenes whose take failed and was dropped (successes_only)
+        self._scene_seed: int | None = None
 
     # -- setup ------------------------------------------------------------------------------------------------
 
@@ -102,6 +111,7 @@ class RecordSession:
         self.lockstep = cfg.virtual_clock == "lockstep"
         self.virtual = VirtualSO101(lockstep=self.lockstep, control_hz=cfg.dataset.fps, leader=True,
                                     task=task_keys(cfg)[0], seed=cfg.seed, camera_socket=None).start()
+        self.virtual.demonstration_planner = self._demonstration_planner
         calibration = Path(tempfile.mkdtemp(prefix="lerobot-vla-virtual-calibration-"))
         self._temp_dirs.append(calibration)
         self.virtual.write_calibration_file(calibration / "teleoperators" / "virtual_leader.json", "leader")
@@ -264,7 +274,8 @@ class RecordSession:
             episode = self.recorder.num_episodes + self.recorder.pending_episodes
             task_key, task = self._task_for(episode)
             if self.virtual is not None:
-                self._prepare_virtual_episode(task_key, recording_scene_seed(cfg.seed, episode))
+                self._scene_seed = recording_scene_seed(cfg.seed, episode + self._skipped_scenes)
+                self._prepare_virtual_episode(task_key, self._scene_seed)
             self._say(f"Recording episode {episode}: {task}")
             meter = CadenceMeter(ds.fps, list(getattr(self.robot, "cameras", {}) or {}),
                                  data_clock=self._data_clock(), lockstep=self.lockstep)
@@ -290,6 +301,11 @@ class RecordSession:
                             f"{rejected_in_row} takes in a row fell below --min-hz {cfg.min_hz:g} ({reason}). "
                             "Lower the camera resolution or count, close other programs, check USB bandwidth "
                             "(MJPG cameras), or lower --dataset.fps.")
+                elif self._successes_only and self.virtual is not None and not self.virtual.is_success():
+                    self.recorder.discard_episode()
+                    result.failed_task += 1
+                    self._skipped_scenes += 1
+                    self.out(f"Episode {episode}: the task failed (scene seed {self._scene_seed}); dropped, next scene.")
                 else:
                     rejected_in_row = 0
                     self._finished_take = (episode, task, report)
@@ -328,7 +344,7 @@ class RecordSession:
         success = ""
         if self.virtual is not None:
             is_success = self.virtual.is_success()
-            metadata.update(is_success=is_success, scene_seed=recording_scene_seed(self.cfg.seed, episode))
+            metadata.update(is_success=is_success, scene_seed=self._scene_seed, **self.virtual.demonstration_provenance())
             success = ", success" if is_success else ", FAILED task"
         for warning in report.warnings():
             self.out(f"  warning: episode {episode}: {warning}")
