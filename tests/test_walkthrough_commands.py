@@ -93,7 +93,8 @@ def test_the_walkthroughs_cover_every_stage():
             for doc, argv in COMMANDS if doc.startswith("examples/")}
     stages = {"lerobot-vla find-port", "lerobot-vla setup-motors", "lerobot-calibrate", "lerobot-vla doctor",
               "lerobot-vla record", "lerobot-vla dataset-report", "lerobot-train", "lerobot-vla rollout",
-              "lerobot-vla calibrate-uncertainty", "lerobot-vla flywheel-merge", "lerobot-vla eval"}
+              "lerobot-vla calibrate-uncertainty", "lerobot-vla flywheel-merge", "lerobot-vla eval",
+              "lerobot-vla multiply"}
     assert stages <= used, f"stages without a command: {sorted(stages - used)}"
     assert any(argv[0] == "accelerate" for doc, argv in COMMANDS if doc == "recipes/README.md")
 
