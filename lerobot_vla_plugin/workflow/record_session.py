@@ -34,6 +34,10 @@ class RecordingFault(RuntimeError):
     """The session cannot go on (servo fault, camera failure, failed save); finished episodes are kept."""
 
 
+class ServoFault(RecordingFault):
+    """A follower servo's protection cut its torque during the take (overload, overheating, supply)."""
+
+
 @dataclass
 class _QueuedSave:
     """A take handed to the writer, told "saved" only once the writer committed it."""
@@ -52,7 +56,7 @@ class SessionResult:
     failed: int = 0  # saves that failed and were rolled back
     rejected: int = 0
     discarded: int = 0
-    failed_task: int = 0  # virtual takes the success check rejected (with successes_only)
+    failed_task: int = 0  # virtual takes dropped with successes_only: the task failed or a servo faulted
     total_episodes: int = 0
     exit_code: int = EXIT_OK
     message: str = ""
@@ -280,8 +284,18 @@ class RecordSession:
             meter = CadenceMeter(ds.fps, list(getattr(self.robot, "cameras", {}) or {}),
                                  data_clock=self._data_clock(), lockstep=self.lockstep)
             self.events.start_phase()
-            frames = self._control_loop(recording=True, duration_s=ds.episode_time_s, task=task, meter=meter,
-                                        until=self._demonstration_finished())
+            try:
+                frames = self._control_loop(recording=True, duration_s=ds.episode_time_s, task=task, meter=meter,
+                                            until=self._demonstration_finished())
+            except ServoFault as fault:
+                if not (self._successes_only and self.virtual is not None):
+                    raise
+                self._drop_failed_generation(result, episode, f"a servo fault ({fault.__cause__})")
+                # As an operator would: power-cycle the arm (the fault clears) and connect again.
+                self.robot.disconnect()
+                self.virtual.power_cycle_follower()
+                self.robot.connect()
+                continue
             rerecord = self.events.take_rerecord()
             if frames == 0 or rerecord:
                 self._discard_take(result)
@@ -302,10 +316,7 @@ class RecordSession:
                             "Lower the camera resolution or count, close other programs, check USB bandwidth "
                             "(MJPG cameras), or lower --dataset.fps.")
                 elif self._successes_only and self.virtual is not None and not self.virtual.is_success():
-                    self.recorder.discard_episode()
-                    result.failed_task += 1
-                    self._skipped_scenes += 1
-                    self.out(f"Episode {episode}: the task failed (scene seed {self._scene_seed}); dropped, next scene.")
+                    self._drop_failed_generation(result, episode, "the task failed")
                 else:
                     rejected_in_row = 0
                     self._finished_take = (episode, task, report)
@@ -327,6 +338,14 @@ class RecordSession:
             if self.events.stop or self._saved_or_saving(result) >= ds.num_episodes:
                 break
             self._reset_phase()
+
+    def _drop_failed_generation(self, result: SessionResult, episode: int, why: str) -> None:
+        """successes_only: the take is not kept and the next attempt gets the next scene."""
+        if self.recorder.current_episode_frames:
+            self.recorder.discard_episode()
+        result.failed_task += 1
+        self._skipped_scenes += 1
+        self.out(f"Episode {episode}: {why} (scene seed {self._scene_seed}); dropped, next scene.")
 
     def _save_finished_take(self, result: SessionResult) -> None:
         """Save the take that ended before the reset phase (also when the session ends during that reset)."""
@@ -495,7 +514,7 @@ class RecordSession:
             self.robot.send_action(action)
             return observation, action
         except SafetyStop as exc:
-            raise RecordingFault(f"{exc}{self._take_lost_note(recording)}") from exc
+            raise ServoFault(f"{exc}{self._take_lost_note(recording)}") from exc
         except Exception as exc:
             logger.debug("control tick failed", exc_info=True)
             hints = _VIRTUAL_FAILURE_HINTS if self.virtual is not None else _FAILURE_HINTS

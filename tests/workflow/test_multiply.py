@@ -78,9 +78,10 @@ def test_a_layout_out_of_reach_or_a_demonstration_without_a_grasp_is_refused(sou
         split_phases(never_closes, retargeter.gripper_poses(never_closes)[0])
 
 
-def test_a_failed_replay_is_dropped_and_the_next_scene_is_tried(source_root, sources, tmp_path):
-    """A planner whose first demonstration cannot succeed (the arm holds still): that take is dropped, and the
-    saved episodes are the later scenes', each a success with its provenance."""
+def test_failed_replays_are_dropped_and_the_next_scene_is_tried(source_root, sources, tmp_path):
+    """The first take cannot succeed (the arm holds still) and the second ends in a servo overload: both are
+    dropped (the follower power-cycled after the fault, as an operator would), and the saved episode is the third
+    scene's, a success with its provenance."""
     import shutil
 
     from lerobot_vla_plugin.sim.retarget import JointPath
@@ -100,13 +101,21 @@ def test_a_failed_replay_is_dropped_and_the_next_scene_is_tried(source_root, sou
     output = tmp_path / "multiplied"
     shutil.copytree(source_root, output)
     source = load_dataset(source_root, SOURCE_REPO)
+    def overload_in_second_take(session, frame):
+        if len(calls) == 2 and frame == 5:
+            session.virtual.follower_bus.servo(1).latched_status |= 0x20  # the overload protection tripped
+
+    printed = []
     result = RecordSession(record_config(source, output, "local/multiplied", 1, ["red", "blue"], 7),
-                           demonstration_planner=first_one_fails, successes_only=True, out=lambda _: None).run()
-    assert result.exit_code == 0 and result.failed_task == 1 and result.saved == 1
+                           demonstration_planner=first_one_fails, successes_only=True, out=printed.append,
+                           on_frame=overload_in_second_take).run()
+    assert result.exit_code == 0, result.message
+    assert result.failed_task == 2 and result.saved == 1 and len(calls) == 3
+    assert any("the task failed" in line for line in printed) and any("servo fault" in line for line in printed)
     episodes = load_dataset(output, "local/multiplied").meta.episodes
     assert list(episodes["demonstration"]) == ["scripted", "scripted", "retargeted"]
     assert list(episodes["is_success"]) == [True, True, True]
-    assert int(episodes["scene_seed"][2]) != int(episodes["scene_seed"][1])
+    assert int(episodes["scene_seed"][2]) not in {int(seed) for seed in episodes["scene_seed"][:2]}
 
 
 def test_multiply_command_writes_a_dataset_stock_lerobot_trains_on(source_root, tmp_path, capsys):
