@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAULT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _VIRTUAL_SETTLE_TICKS = 3
+# successes_only: this many dropped takes in a row means the demonstrations do not work here at all.
+_MAX_FAILED_GENERATIONS_IN_ROW = 20
 
 
 class RecordingFault(RuntimeError):
@@ -98,6 +100,7 @@ class RecordSession:
         self._demonstration_planner = demonstration_planner
         self._successes_only = successes_only
         self._skipped_scenes = 0  # scenes whose take failed and was dropped (successes_only)
+        self._failed_in_row = 0
         self._scene_seed: int | None = None
 
     # -- setup ------------------------------------------------------------------------------------------------
@@ -318,7 +321,7 @@ class RecordSession:
                 elif self._successes_only and self.virtual is not None and not self.virtual.is_success():
                     self._drop_failed_generation(result, episode, "the task failed")
                 else:
-                    rejected_in_row = 0
+                    rejected_in_row = self._failed_in_row = 0
                     self._finished_take = (episode, task, report)
                     last = self._saved_or_saving(result) + 1 >= ds.num_episodes
                     if self.virtual is not None or last or self.events.stop:
@@ -345,7 +348,12 @@ class RecordSession:
             self.recorder.discard_episode()
         result.failed_task += 1
         self._skipped_scenes += 1
+        self._failed_in_row += 1
         self.out(f"Episode {episode}: {why} (scene seed {self._scene_seed}); dropped, next scene.")
+        if self._failed_in_row >= _MAX_FAILED_GENERATIONS_IN_ROW:
+            raise RecordingFault(f"{self._failed_in_row} generated takes in a row failed; the demonstrations do not "
+                                 "carry over to these scenes. Check the source episodes (dataset-report) and that "
+                                 "they succeed when replayed on their own scenes.")
 
     def _save_finished_take(self, result: SessionResult) -> None:
         """Save the take that ended before the reset phase (also when the session ends during that reset)."""

@@ -142,3 +142,27 @@ def test_multiply_command_writes_a_dataset_stock_lerobot_trains_on(source_root, 
          "--log_freq=1", "--save_freq=2", "--eval_freq=0", "--wandb.enable=false",
          "--policy.object_position_loss_weight=1", f"--output_dir={tmp_path / 'train'}"], tmp_path)
     assert [int(step) for step, _ in TRAIN_LOG_LINE.findall(result.stdout + result.stderr)] == [1, 2]
+
+
+def test_generation_that_never_succeeds_stops_with_the_cause(source_root, tmp_path, monkeypatch):
+    import shutil
+
+    from lerobot_vla_plugin.sim.retarget import JointPath
+    from lerobot_vla_plugin.workflow import record_session
+    from lerobot_vla_plugin.workflow.multiply import record_config
+    from lerobot_vla_plugin.workflow.record_session import EXIT_FAULT, RecordSession
+
+    monkeypatch.setattr(record_session, "_MAX_FAILED_GENERATIONS_IN_ROW", 2)
+
+    def holds_still(planning, task, rng):
+        start = planning.joint_positions()
+        return JointPath(np.array([0.0, 0.5]), np.stack([start, start]), {"demonstration": "unreachable"})
+
+    output = tmp_path / "never"
+    shutil.copytree(source_root, output)
+    result = RecordSession(record_config(load_dataset(source_root, SOURCE_REPO), output, "local/never", 3,
+                                         ["red", "blue"], 9),
+                           demonstration_planner=holds_still, successes_only=True, out=lambda _: None).run()
+    assert result.exit_code == EXIT_FAULT and result.failed_task == 2 and result.saved == 0
+    assert "2 generated takes in a row failed" in result.message
+    assert load_dataset(output, "local/never").num_episodes == 2  # the source episodes are untouched
