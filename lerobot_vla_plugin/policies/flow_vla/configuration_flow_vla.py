@@ -104,7 +104,8 @@ class FlowVLAConfig(PreTrainedConfig):
 
     # Object-position auxiliary (training only): where a dataset has a per-frame object-position feature (the
     # virtual SO-101 records `observation.sim_object_positions`: the instructed cube, the other cube and the bowl,
-    # x/y/z each), a readout of the prefix predicts it, weighted by object_position_loss_weight (0 = off). The
+    # x/y/z each), a readout of the prefix predicts each object's table x/y (in decimetres, not normalised: an
+    # object that never moves has no spread to divide by), weighted by object_position_loss_weight (0 = off). The
     # positions are a target only, never an input: the policy still acts from its cameras, so it runs on an arm
     # without such a sensor, and a fine-tune on data without the feature trains without the auxiliary.
     object_position_loss_weight: float = 0.0

@@ -163,6 +163,9 @@ class PrefixReadout(nn.Module):
         return self.out(self.norm(read + queries))
 
 
+OBJECT_POSITION_SCALE = 10.0  # metres -> decimetres for the object-position target
+
+
 def masked_mean_squared_error(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return (((predicted.float() - target.float()) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
 
@@ -178,8 +181,8 @@ class FlowVLAModel(nn.Module):
             PrefixReadout(len(config.future_action_offsets), config.max_action_dim, context_dim)
             if config.future_action_offsets else None
         )
-        self.object_readout = (  # one query per object, three coordinates each
-            PrefixReadout(config.object_position_count, 3, context_dim)
+        self.object_readout = (  # one query per object: where it is on the table (x, y)
+            PrefixReadout(config.object_position_count, 2, context_dim)
             if config.object_position_loss_weight > 0 else None
         )
 
@@ -308,7 +311,7 @@ class FlowVLAModel(nn.Module):
         Training-time RTC (config.rtc_training_max_delay > 0, or an explicit `prefix_delay` (B,) of ints): the
         first prefix_delay[b] steps of sample b are given as clean actions and excluded from the loss.
         `future`: (actions, mask) at config.future_action_offsets, for the far-future auxiliary.
-        `objects`: (positions (B, objects * 3) as normalised, per-sample mask (B,)), for the object auxiliary."""
+        `objects`: (positions (B, objects * 3) in metres, per-sample mask (B,)), for the object auxiliary."""
         prefix, prefix_mask, state = self.encode_prefix_tokens(batch)
         cache = self.expert.cache_prefix(prefix, prefix_mask, state)
         batch_size = actions.shape[0]
@@ -358,7 +361,8 @@ class FlowVLAModel(nn.Module):
         if objects is not None and self.object_readout is not None:
             positions, sample_mask = objects
             predicted = self.object_readout(prefix, prefix_mask)
-            target = positions.reshape(predicted.shape)
+            # Table x, y in decimetres (the workspace is a few across, so about unit scale); heights say little.
+            target = positions.reshape(positions.shape[0], -1, 3)[..., :2] * OBJECT_POSITION_SCALE
             mask = sample_mask[:, None, None].expand_as(predicted).float()
             object_loss = masked_mean_squared_error(predicted, target, mask)
             info["object_position_loss"] = object_loss.item()
