@@ -189,10 +189,16 @@ class EpisodeRun:
 TickCallback = Callable[[int, dict, dict, dict], None]  # (tick, observation, sent action, per-frame extras)
 
 
+def _interrupt_the_loop(signum, frame):
+    raise KeyboardInterrupt
+
+
 class LoopWatchdog:
     """Watches the loop's ticks from a thread. When one runs past `limit_s()` it takes torque off at once
-    (`robot.emergency_torque_off`), then interrupts the loop's thread with SIGINT so even a blocking read
-    returns; the loop turns that interrupt into `LoopStalled`."""
+    (`robot.emergency_torque_off`), then interrupts the loop's thread with a signal of its own (SIGUSR1, handled
+    while the watchdog runs) so even a blocking read returns; the loop turns that interrupt into `LoopStalled`.
+    Not SIGINT: a process started in the background by a script inherits SIGINT ignored, and Ctrl-C keeps its
+    own meaning."""
 
     def __init__(self, robot, limit_s: Callable[[], float], poll_s: float = 0.05):
         self.robot = robot
@@ -205,10 +211,16 @@ class LoopWatchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop_thread = threading.current_thread()
+        self._can_interrupt = False
+        self._previous_handler = None
 
     def __enter__(self) -> LoopWatchdog:
         self.tripped = None
         self._loop_thread = threading.current_thread()
+        # Python runs signal handlers in the main thread only: a loop elsewhere gets torque off, not an interrupt.
+        self._can_interrupt = self._loop_thread is threading.main_thread()
+        if self._can_interrupt:
+            self._previous_handler = signal.signal(signal.SIGUSR1, _interrupt_the_loop)
         self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name="rollout-watchdog", daemon=True)
         self._thread.start()
@@ -218,6 +230,10 @@ class LoopWatchdog:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        # A watch thread still busy (a torque-off that hangs) may yet send its signal: keep the handler then.
+        if self._can_interrupt and (self._thread is None or not self._thread.is_alive()):
+            signal.signal(signal.SIGUSR1, self._previous_handler or signal.SIG_DFL)
+            self._can_interrupt = False
 
     def tick_started(self) -> None:
         limit = self.limit_s()
@@ -244,8 +260,8 @@ class LoopWatchdog:
                     torque_off("the rollout watchdog fired")
                 except Exception as exc:  # noqa: BLE001 - still interrupt the loop
                     logger.error("Watchdog torque-off failed: %s", exc)
-            if self._loop_thread is threading.main_thread():
-                signal.pthread_kill(self._loop_thread.ident, signal.SIGINT)
+            if self._can_interrupt:
+                signal.pthread_kill(self._loop_thread.ident, signal.SIGUSR1)
             return
 
 

@@ -258,14 +258,23 @@ class StillRunner:
         return {"joint.pos": 0.0}
 
 
-def test_the_watchdog_takes_torque_off_and_stops_a_hung_loop():
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_the_watchdog_takes_torque_off_and_stops_a_hung_loop(sigint):
+    """Also in a process started in the background by a script, which inherits SIGINT ignored."""
+    import signal
+
     from lerobot_vla_plugin.rollout.loop import ControlLoop, LoopStalled
 
     robot = HangingRobot()
     loop = ControlLoop(robot, StillRunner(), fps=50, lockstep=False, watchdog_s=0.3)
-    with pytest.raises(LoopStalled, match="hangs; torque was taken off"):
-        loop.run_episode("hold", 100)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if sigint == "ignored" else signal.default_int_handler)
+    try:
+        with pytest.raises(LoopStalled, match="hangs; torque was taken off"):
+            loop.run_episode("hold", 100)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert robot.reads == 4 and robot.torque_off_reasons == ["the rollout watchdog fired"]
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # the watchdog's own handler is gone again
 
 
 @pytest.fixture
