@@ -159,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     tasks = sorted({s.task_key for s in sources})
     wanted = args.factor * len(sources) - source.meta.total_episodes
+    if wanted < 1:
+        print(f"error: {args.source} already holds {source.meta.total_episodes} episodes, {len(sources)} of them "
+              f"successful: --factor {args.factor} asks for no new one; raise --factor")
+        return 2
     repo_id = args.repo_id or f"local/{args.output.name}"
     shutil.copytree(args.source, args.output)
     print(f"Multiplying {len(sources)} successful episodes ({', '.join(tasks)}) of {args.source} into "
