@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from lerobot_vla_plugin.sim.so101 import SO101Sim
+    from lerobot_vla_plugin.sim.so101 import TASKS, SO101Sim
     from lerobot_vla_plugin.workflow.record_session import RecordSession
 
     if not (args.source / "meta" / "info.json").is_file():
@@ -173,11 +173,9 @@ def run(args: argparse.Namespace) -> int:
                             demonstration_planner=planner, successes_only=True)
     result = session.run()
     minutes = (time.perf_counter() - started) / 60
-    generated = LeRobotDataset(repo_id, root=args.output).meta.episodes
-    kept = Counter(task for task, kind in zip((t[0] for t in generated["tasks"]), generated["demonstration"],
-                                              strict=True) if kind == "retargeted")
-    from lerobot_vla_plugin.sim.so101 import TASKS
-
+    # This run's episodes follow the source's (which may itself hold generated ones).
+    new_tasks = [t[0] for t in LeRobotDataset(repo_id, root=args.output).meta.episodes["tasks"]]
+    kept = Counter(new_tasks[source.meta.total_episodes:])
     print(f"Generated {sum(kept.values())} episodes in {minutes:.1f} min "
           f"({sum(kept.values()) / max(minutes, 1e-9):.1f} per minute); dropped {result.failed_task} failed takes.")
     for task in tasks:
