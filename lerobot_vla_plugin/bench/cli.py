@@ -12,6 +12,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "record": ("lerobot_vla_plugin.bench.record", "recording rate and camera fps: bare loop vs lerobot-vla record vs lerobot-record"),
     "sim-success": ("lerobot_vla_plugin.bench.sim_success",
                     "task success on the virtual SO-101: flow_vla (1/2/4/10 flow steps, data scaling) vs ACT"),
+    "multiply": ("lerobot_vla_plugin.bench.multiply",
+                 "is multiplied data worth recorded data? flow_vla on 10 recorded vs 10 + 90 generated vs 100 recorded"),
     "rollout": ("lerobot_vla_plugin.bench.rollout",
                 "policy on the virtual SO-101: async RTC/blend/naive vs stock sync; Hz, stalls, latency, jerk, success"),
     "vision-probe": ("lerobot_vla_plugin.bench.vision_probe",

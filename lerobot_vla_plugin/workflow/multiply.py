@@ -20,6 +20,7 @@ import argparse
 import shutil
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,26 @@ def record_config(dataset, output: Path, repo_id: str, episodes: int, tasks: lis
         virtual_cameras=",".join(cameras), camera_width=int(width), camera_height=int(height), seed=seed)
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class MultiplyResult:
+    """What one multiply run did; `exit_code` 0 when it generated every episode it was asked for."""
+
+    exit_code: int
+    message: str = ""
+    kept: Counter = field(default_factory=Counter)  # per task key: generated episodes kept
+    tried: Counter = field(default_factory=Counter)  # per task key: scenes a demonstration was generated for
+    unreachable: Counter = field(default_factory=Counter)  # per task key: scenes out of reach of every source
+    failed_takes: int = 0
+    minutes: float = 0.0
+
+    @property
+    def per_minute(self) -> float:
+        return sum(self.kept.values()) / max(self.minutes, 1e-9)
+
+
+def multiply_dataset(source_root: Path, output: Path, factor: int, *, seed: int = DEFAULT_GENERATION_SEED,
+                     repo_id: str | None = None, log=print) -> MultiplyResult:
+    """Copy the source to `output` and append generated episodes until it holds factor x its successful ones."""
     import os
 
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -131,58 +151,68 @@ def run(args: argparse.Namespace) -> int:
     from lerobot_vla_plugin.sim.so101 import TASKS, SO101Sim
     from lerobot_vla_plugin.workflow.record_session import RecordSession
 
-    if not (args.source / "meta" / "info.json").is_file():
-        print(f"error: {args.source} is not a LeRobotDataset (no meta/info.json)")
-        return 2
-    if args.output.exists():
-        print(f"error: {args.output} already exists; choose a new folder for the multiplied dataset")
-        return 2
-    if args.factor < 2:
-        print(f"error: --factor {args.factor}: the output holds factor x the source's episodes, so it must be >= 2")
-        return 2
-    source = LeRobotDataset(f"local/{args.source.name}", root=args.source)
+    if not (source_root / "meta" / "info.json").is_file():
+        return MultiplyResult(2, f"{source_root} is not a LeRobotDataset (no meta/info.json)")
+    if output.exists():
+        return MultiplyResult(2, f"{output} already exists; choose a new folder for the multiplied dataset")
+    if factor < 2:
+        return MultiplyResult(2, f"--factor {factor}: the output holds factor x the source's episodes, so it must "
+                                 "be >= 2")
+    source = LeRobotDataset(f"local/{source_root.name}", root=source_root)
     if "demonstration" not in source.meta.episodes.column_names:
-        print(f"error: the episodes of {args.source} do not say where their demonstration came from (recorded "
-              "by an older version); record the source again with lerobot-vla record --virtual so101")
-        return 2
+        return MultiplyResult(2, f"the episodes of {source_root} do not say where their demonstration came from "
+                                 "(recorded by an older version); record the source again with lerobot-vla record "
+                                 "--virtual so101")
     if not source.meta.camera_keys:
-        print(f"error: {args.source} has no camera images (recorded with --dataset.video=false, which LeRobot "
-              "records without images); a policy needs them, so record the source with video")
-        return 2
+        return MultiplyResult(2, f"{source_root} has no camera images (recorded with --dataset.video=false, which "
+                                 "LeRobot records without images); a policy needs them, so record the source with "
+                                 "video")
     try:
         sources = load_sources(source)
     except ValueError as error:
-        print(f"error: {error}")
-        return 2
+        return MultiplyResult(2, str(error))
     if not sources:
-        print(f"error: {args.source} has no successful episode to multiply")
-        return 2
+        return MultiplyResult(2, f"{source_root} has no successful episode to multiply")
     tasks = sorted({s.task_key for s in sources})
-    wanted = args.factor * len(sources) - source.meta.total_episodes
+    wanted = factor * len(sources) - source.meta.total_episodes
     if wanted < 1:
-        print(f"error: {args.source} already holds {source.meta.total_episodes} episodes, {len(sources)} of them "
-              f"successful: --factor {args.factor} asks for no new one; raise --factor")
-        return 2
-    repo_id = args.repo_id or f"local/{args.output.name}"
-    shutil.copytree(args.source, args.output)
-    print(f"Multiplying {len(sources)} successful episodes ({', '.join(tasks)}) of {args.source} into "
-          f"{args.output}: {wanted} new episodes on fresh scenes from seed {args.seed}.")
-    planner = RetargetingPlanner(sources, np.random.default_rng(args.seed), SO101Sim())
+        return MultiplyResult(2, f"{source_root} already holds {source.meta.total_episodes} episodes, "
+                                 f"{len(sources)} of them successful: --factor {factor} asks for no new one; raise "
+                                 "--factor")
+    repo_id = repo_id or f"local/{output.name}"
+    shutil.copytree(source_root, output)
+    log(f"Multiplying {len(sources)} successful episodes ({', '.join(tasks)}) of {source_root} into "
+        f"{output}: {wanted} new episodes on fresh scenes from seed {seed}.")
+    planner = RetargetingPlanner(sources, np.random.default_rng(seed), SO101Sim())
     started = time.perf_counter()
-    session = RecordSession(record_config(source, args.output, repo_id, wanted, tasks, args.seed),
+    session = RecordSession(record_config(source, output, repo_id, wanted, tasks, seed),
                             demonstration_planner=planner, successes_only=True)
-    result = session.run()
-    minutes = (time.perf_counter() - started) / 60
+    session_result = session.run()
     # This run's episodes follow the source's (which may itself hold generated ones).
-    new_tasks = [t[0] for t in LeRobotDataset(repo_id, root=args.output).meta.episodes["tasks"]]
-    kept = Counter(new_tasks[source.meta.total_episodes:])
-    print(f"Generated {sum(kept.values())} episodes in {minutes:.1f} min "
-          f"({sum(kept.values()) / max(minutes, 1e-9):.1f} per minute); dropped {result.failed_task} failed takes.")
-    for task in tasks:
-        tried = planner.scenes[task]
-        accepted = kept[TASKS[task]]
-        print(f"  {task}: {accepted}/{tried} scenes accepted ({100 * accepted / max(tried, 1):.0f} %), "
-              f"{planner.unreachable[task]} out of reach of every source")
+    new_tasks = [t[0] for t in LeRobotDataset(repo_id, root=output).meta.episodes["tasks"]]
+    kept_by_instruction = Counter(new_tasks[source.meta.total_episodes:])
+    return MultiplyResult(
+        session_result.exit_code, session_result.message if session_result.exit_code else "",
+        kept=Counter({task: kept_by_instruction[TASKS[task]] for task in tasks}), tried=Counter(planner.scenes),
+        unreachable=Counter(planner.unreachable), failed_takes=session_result.failed_task,
+        minutes=(time.perf_counter() - started) / 60)
+
+
+def format_result(result: MultiplyResult) -> str:
+    """The generation rate and, per task, the acceptance rate."""
+    lines = [f"Generated {sum(result.kept.values())} episodes in {result.minutes:.1f} min "
+             f"({result.per_minute:.1f} per minute); dropped {result.failed_takes} failed takes."]
+    for task in sorted(result.tried):
+        tried, accepted = result.tried[task], result.kept[task]
+        lines.append(f"  {task}: {accepted}/{tried} scenes accepted ({100 * accepted / max(tried, 1):.0f} %), "
+                     f"{result.unreachable[task]} out of reach of every source")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = multiply_dataset(args.source, args.output, args.factor, seed=args.seed, repo_id=args.repo_id)
+    if result.tried:
+        print(format_result(result))
     if result.exit_code != 0:
         print(f"error: {result.message}")
     return result.exit_code

@@ -105,3 +105,38 @@ def test_a_position_feature_of_the_wrong_size_is_refused_with_the_fix(tiny_objec
     with pytest.raises(ValueError, match="object_position_count=3"):
         FlowVLAPolicy(config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0,
                                  object_position_count=2)[0])
+
+
+def test_object_tokens_carry_the_readout_estimate_to_the_action_expert(tiny_objects_dataset_root):
+    """The expert reads the readout's estimate (three extra prefix tokens), never the recorded positions, and the
+    action loss leaves the readout alone: only the position target trains it."""
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0,
+                              object_position_tokens=True)
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    torch.manual_seed(0)
+    policy = FlowVLAPolicy(config)
+    plain_prefix, _, _ = FlowVLAPolicy(config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0)[0]
+                                       ).model.encode_prefix_tokens(batch)
+    prefix, mask, _ = policy.model.encode_prefix_tokens(batch)
+    assert prefix.shape[1] == plain_prefix.shape[1] + 3 and mask[:, -3:].all()
+
+    observation = {k: v for k, v in batch.items() if k != OBJECTS_KEY and not k.startswith("action")}
+    noise = policy._noise(6, torch.device("cpu"))
+    chunk = policy.predict_action_chunk(observation, noise=noise)
+    torch.testing.assert_close(policy.predict_action_chunk(batch, noise=noise), chunk)  # recorded: not an input
+    with torch.no_grad():
+        policy.model.object_readout.out.bias.add_(1.0)  # every estimate 1 dm further
+    assert not torch.allclose(policy.predict_action_chunk(observation, noise=noise), chunk)
+
+    policy.train()
+    policy.zero_grad()
+    loss, info = policy.forward({k: v for k, v in batch.items() if k != OBJECTS_KEY})
+    loss.backward()
+    assert "object_position_loss" not in info
+    assert all(p.grad is None or not p.grad.any() for p in policy.model.object_readout.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in policy.model.object_tokens.parameters())
+
+
+def test_object_tokens_without_the_readout_are_refused_with_the_fix(tiny_objects_dataset_root):
+    with pytest.raises(ValueError, match="object_position_loss_weight=1.0"):
+        config_for(tiny_objects_dataset_root, object_position_tokens=True)

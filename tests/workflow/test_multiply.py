@@ -3,6 +3,8 @@ layouts within the arm's reach and joint limits, replayed through the real recor
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -142,6 +144,22 @@ def test_multiply_command_writes_a_dataset_stock_lerobot_trains_on(source_root, 
          "--log_freq=1", "--save_freq=2", "--eval_freq=0", "--wandb.enable=false",
          "--policy.object_position_loss_weight=1", f"--output_dir={tmp_path / 'train'}"], tmp_path)
     assert [int(step) for step, _ in TRAIN_LOG_LINE.findall(result.stdout + result.stderr)] == [1, 2]
+
+    # The payoff benchmark's plumbing at smoke size, reusing this output (the multiplied set stands in for the
+    # larger recording too): three policies, trained on 2, 2 + 2 and 4 demonstrations, evaluated on the same scenes.
+    bench = tmp_path / "bench"
+    assert cli.main(["bench", "multiply", "--quick", "--source", str(source_root), "--recorded", str(output),
+                     "--multiplied", str(output), "--factor", "2", "--steps", "2", "--batch-size", "2",
+                     "--chunk-size", "8", "--eval-episodes", "2", "--episode-time-s", "0.3",
+                     "--output-dir", str(bench)]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((bench / "multiply.json").read_text())
+    assert [(r["policy"], r["demos"]) for r in rows] == [("2 recorded", 2), ("2 rec + 2 generated", 4),
+                                                         ("4 recorded", 4)]
+    scenes = {json.dumps([e["scene_seed"] for e in json.loads(p.read_text())["episodes"]])
+              for p in bench.glob("eval_*/eval_episodes.json")}
+    assert len(scenes) == 1 and all(r["summary"]["all"]["episodes"] == 2 for r in rows)
+    assert "vs recorded" in printed and "Reusing the multiplied dataset" in printed
 
 
 def test_generation_that_never_succeeds_stops_with_the_cause(source_root, tmp_path, monkeypatch):

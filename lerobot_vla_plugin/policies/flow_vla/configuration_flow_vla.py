@@ -111,6 +111,11 @@ class FlowVLAConfig(PreTrainedConfig):
     object_position_loss_weight: float = 0.0
     object_positions_key: str = "observation.sim_object_positions"  # dataset feature with the positions
     object_position_count: int = 3  # objects in that feature, three coordinates each
+    # The readout's own estimates (never the recorded positions) also become prefix tokens, one per object, that the
+    # action expert attends to: the expert then maps a few numbers to a reach instead of re-finding a 4-pixel cube
+    # in image features. Detached, so the action loss cannot bend them away from where the objects are. Needs
+    # object_position_loss_weight > 0; the policy still acts from its cameras alone.
+    object_position_tokens: bool = False
 
     # Flow matching (t = 1 is noise, t = 0 is data, as in pi0/SmolVLA).
     time_sampling_beta_alpha: float = 1.5
@@ -213,6 +218,12 @@ class FlowVLAConfig(PreTrainedConfig):
             raise ValueError(
                 f"object_position_loss_weight must be >= 0 and object_position_count >= 1, got "
                 f"{self.object_position_loss_weight} and {self.object_position_count}."
+            )
+        if self.object_position_tokens and self.object_position_loss_weight <= 0:
+            raise ValueError(
+                "object_position_tokens reads the object-position readout, which object_position_loss_weight=0 "
+                "turns off: set --policy.object_position_loss_weight=1.0 (on a dataset with "
+                f"'{self.object_positions_key}') or --policy.object_position_tokens=false."
             )
         if self.image_keypoints < 0:
             raise ValueError(f"image_keypoints must be >= 0, got {self.image_keypoints}.")

@@ -166,6 +166,20 @@ class PrefixReadout(nn.Module):
 OBJECT_POSITION_SCALE = 10.0  # metres -> decimetres for the object-position target
 
 
+class ObjectPositionTokens(nn.Module):
+    """One prefix token per object from its estimated table x/y (decimetres): an MLP of the position plus the
+    object's own learned embedding, so the expert knows which token is the instructed cube, the other, the bowl."""
+
+    def __init__(self, count: int, dim: int):
+        super().__init__()
+        self.identity = nn.Parameter(torch.randn(count, dim) * 0.02)
+        self.embed = nn.Sequential(nn.Linear(2, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """(B, count, 2) -> (B, count, dim)"""
+        return self.embed(positions) + self.identity.to(positions.dtype)
+
+
 def masked_mean_squared_error(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return (((predicted.float() - target.float()) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
 
@@ -184,6 +198,9 @@ class FlowVLAModel(nn.Module):
         self.object_readout = (  # one query per object: where it is on the table (x, y)
             PrefixReadout(config.object_position_count, 2, context_dim)
             if config.object_position_loss_weight > 0 else None
+        )
+        self.object_tokens = (
+            ObjectPositionTokens(config.object_position_count, context_dim) if config.object_position_tokens else None
         )
 
     # ----- inputs -----------------------------------------------------------------------------------------
@@ -222,6 +239,12 @@ class FlowVLAModel(nn.Module):
 
     def encode_prefix_tokens(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
         """(prefix tokens, their mask, the padded state) of an observation batch."""
+        prefix, mask, state, _ = self.encode_scene(batch)
+        return prefix, mask, state
+
+    def encode_scene(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """encode_prefix_tokens plus the object-position estimate (B, objects, 2) in decimetres that became the
+        object tokens (None without them). The estimate reads the camera, language and state tokens only."""
         if OBS_LANGUAGE_TOKENS not in batch:
             raise KeyError(
                 f"'{OBS_LANGUAGE_TOKENS}' is missing: run observations through the flow_vla preprocessor "
@@ -235,7 +258,13 @@ class FlowVLAModel(nn.Module):
             batch[OBS_LANGUAGE_ATTENTION_MASK],
             state,
         )
-        return prefix, mask, state
+        if self.object_tokens is None:
+            return prefix, mask, state, None
+        estimate = self.object_readout(prefix, mask)
+        tokens = self.object_tokens(estimate.detach())
+        prefix = torch.cat([prefix, tokens], dim=1)
+        mask = torch.cat([mask, torch.ones(tokens.shape[:2], dtype=mask.dtype, device=mask.device)], dim=1)
+        return prefix, mask, state, estimate
 
     def velocity(
         self,
@@ -312,7 +341,7 @@ class FlowVLAModel(nn.Module):
         first prefix_delay[b] steps of sample b are given as clean actions and excluded from the loss.
         `future`: (actions, mask) at config.future_action_offsets, for the far-future auxiliary.
         `objects`: (positions (B, objects * 3) in metres, per-sample mask (B,)), for the object auxiliary."""
-        prefix, prefix_mask, state = self.encode_prefix_tokens(batch)
+        prefix, prefix_mask, state, object_estimate = self.encode_scene(batch)
         cache = self.expert.cache_prefix(prefix, prefix_mask, state)
         batch_size = actions.shape[0]
         valid_steps = loss_mask.amax(dim=-1) > 0
@@ -360,7 +389,7 @@ class FlowVLAModel(nn.Module):
             loss = loss + self.config.future_action_loss_weight * future_loss
         if objects is not None and self.object_readout is not None:
             positions, sample_mask = objects
-            predicted = self.object_readout(prefix, prefix_mask)
+            predicted = object_estimate if object_estimate is not None else self.object_readout(prefix, prefix_mask)
             # Table x, y in decimetres (the workspace is a few across, so about unit scale); heights say little.
             target = positions.reshape(positions.shape[0], -1, 3)[..., :2] * OBJECT_POSITION_SCALE
             mask = sample_mask[:, None, None].expand_as(predicted).float()
