@@ -140,3 +140,28 @@ def test_object_tokens_carry_the_readout_estimate_to_the_action_expert(tiny_obje
 def test_object_tokens_without_the_readout_are_refused_with_the_fix(tiny_objects_dataset_root):
     with pytest.raises(ValueError, match="object_position_loss_weight=1.0"):
         config_for(tiny_objects_dataset_root, object_position_tokens=True)
+
+
+@pytest.mark.parametrize("source", ["prefix", "cameras"])
+def test_a_camera_readout_cannot_copy_the_joint_angles(tiny_objects_dataset_root, source):
+    """In a demonstration the arm already points at the cube it heads for; a readout of the prefix sees the state
+    and can copy it, one of the camera tokens cannot."""
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0,
+                              object_readout_source=source)
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    torch.manual_seed(0)
+    model = FlowVLAPolicy(config).model
+    moved = {**batch, "observation.state": batch["observation.state"] + 1.0}
+    with torch.no_grad():
+        estimate = model.encode_scene(batch, with_estimate=True)[3]
+        moved_estimate = model.encode_scene(moved, with_estimate=True)[3]
+    assert estimate.shape == (6, 3, 2)
+    assert torch.equal(estimate, moved_estimate) == (source == "cameras")
+
+
+def test_a_camera_readout_needs_the_small_backbone():
+    from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
+
+    with pytest.raises(ValueError, match="object_readout_source=prefix"):
+        FlowVLAConfig(backbone="pretrained", pretrained_backbone="local/vlm", object_position_loss_weight=1.0,
+                      object_readout_source="cameras")

@@ -164,7 +164,16 @@ class SmallPrefixEncoder(nn.Module):
     def forward(
         self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor, state: Tensor | None
     ) -> tuple[Tensor, Tensor]:
+        tokens, mask, _ = self.encode_with_image_tokens(images, lang_tokens, lang_mask, state)
+        return tokens, mask
+
+    def encode_with_image_tokens(
+        self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor, state: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """forward's (tokens, mask) plus the camera tokens before they meet the state: what a readout that must
+        not copy the arm's joint angles reads."""
         batch = lang_tokens.shape[0]
+        image_tokens = None
         text_tokens = self.text_embeddings(lang_tokens)
         parts, masks = [], []
         if images:
@@ -181,7 +190,7 @@ class SmallPrefixEncoder(nn.Module):
         attention_mask = mask[:, None, None, :]
         for layer in self.layers:
             tokens = layer(tokens, attention_mask)
-        return self.norm(tokens), mask
+        return self.norm(tokens), mask, image_tokens
 
 
 class PretrainedPrefixEncoder(nn.Module):

@@ -116,6 +116,11 @@ class FlowVLAConfig(PreTrainedConfig):
     # in image features. Detached, so the action loss cannot bend them away from where the objects are. Needs
     # object_position_loss_weight > 0; the policy still acts from its cameras alone.
     object_position_tokens: bool = False
+    # What the readout reads: "prefix" (the fused camera, language and state tokens) or "cameras" (the camera tokens
+    # before they meet the state; language still reaches them through FiLM). In a demonstration the arm's joint
+    # angles already point at the cube it is heading for, so a readout of the prefix can learn to copy them and,
+    # on the robot, follow the arm wherever it goes; "cameras" makes it find the objects in the images.
+    object_readout_source: str = "prefix"
 
     # Flow matching (t = 1 is noise, t = 0 is data, as in pi0/SmolVLA).
     time_sampling_beta_alpha: float = 1.5
@@ -219,6 +224,11 @@ class FlowVLAConfig(PreTrainedConfig):
                 f"object_position_loss_weight must be >= 0 and object_position_count >= 1, got "
                 f"{self.object_position_loss_weight} and {self.object_position_count}."
             )
+        if self.object_readout_source not in ("prefix", "cameras"):
+            raise ValueError(f"object_readout_source must be 'prefix' or 'cameras', got '{self.object_readout_source}'.")
+        if self.object_readout_source == "cameras" and self.backbone == "pretrained":
+            raise ValueError("object_readout_source='cameras' needs the small backbone's camera tokens; with "
+                             "backbone='pretrained' use --policy.object_readout_source=prefix.")
         if self.object_position_tokens and self.object_position_loss_weight <= 0:
             raise ValueError(
                 "object_position_tokens reads the object-position readout, which object_position_loss_weight=0 "

@@ -242,9 +242,11 @@ class FlowVLAModel(nn.Module):
         prefix, mask, state, _ = self.encode_scene(batch)
         return prefix, mask, state
 
-    def encode_scene(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """encode_prefix_tokens plus the object-position estimate (B, objects, 2) in decimetres that became the
-        object tokens (None without them). The estimate reads the camera, language and state tokens only."""
+    def encode_scene(self, batch: dict[str, Tensor], with_estimate: bool = False
+                     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """encode_prefix_tokens plus the object-position estimate (B, objects, 2) in decimetres: computed when it
+        becomes object tokens or `with_estimate` asks (the training target), else None. With
+        object_readout_source="cameras" it reads the camera tokens before they meet the state."""
         if OBS_LANGUAGE_TOKENS not in batch:
             raise KeyError(
                 f"'{OBS_LANGUAGE_TOKENS}' is missing: run observations through the flow_vla preprocessor "
@@ -252,18 +254,23 @@ class FlowVLAModel(nn.Module):
                 "tokenizes the 'task' instruction."
             )
         state = self.prepare_state(batch)
-        prefix, mask = self.prefix_encoder(
-            self.prepare_images(batch),
-            batch[OBS_LANGUAGE_TOKENS],
-            batch[OBS_LANGUAGE_ATTENTION_MASK],
-            state,
-        )
-        if self.object_tokens is None:
+        inputs = (self.prepare_images(batch), batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state)
+        camera_tokens = None
+        if self.config.object_readout_source == "cameras":
+            prefix, mask, camera_tokens = self.prefix_encoder.encode_with_image_tokens(*inputs)
+        else:
+            prefix, mask = self.prefix_encoder(*inputs)
+        if self.object_readout is None or not (with_estimate or self.object_tokens is not None):
             return prefix, mask, state, None
-        estimate = self.object_readout(prefix, mask)
-        tokens = self.object_tokens(estimate.detach())
-        prefix = torch.cat([prefix, tokens], dim=1)
-        mask = torch.cat([mask, torch.ones(tokens.shape[:2], dtype=mask.dtype, device=mask.device)], dim=1)
+        if camera_tokens is not None:
+            everything = torch.ones(camera_tokens.shape[:2], dtype=torch.bool, device=camera_tokens.device)
+            estimate = self.object_readout(camera_tokens, everything)
+        else:
+            estimate = self.object_readout(prefix, mask)
+        if self.object_tokens is not None:
+            tokens = self.object_tokens(estimate.detach())
+            prefix = torch.cat([prefix, tokens], dim=1)
+            mask = torch.cat([mask, torch.ones(tokens.shape[:2], dtype=mask.dtype, device=mask.device)], dim=1)
         return prefix, mask, state, estimate
 
     def velocity(
@@ -341,7 +348,7 @@ class FlowVLAModel(nn.Module):
         first prefix_delay[b] steps of sample b are given as clean actions and excluded from the loss.
         `future`: (actions, mask) at config.future_action_offsets, for the far-future auxiliary.
         `objects`: (positions (B, objects * 3) in metres, per-sample mask (B,)), for the object auxiliary."""
-        prefix, prefix_mask, state, object_estimate = self.encode_scene(batch)
+        prefix, prefix_mask, state, object_estimate = self.encode_scene(batch, with_estimate=objects is not None)
         cache = self.expert.cache_prefix(prefix, prefix_mask, state)
         batch_size = actions.shape[0]
         valid_steps = loss_mask.amax(dim=-1) > 0
@@ -389,7 +396,7 @@ class FlowVLAModel(nn.Module):
             loss = loss + self.config.future_action_loss_weight * future_loss
         if objects is not None and self.object_readout is not None:
             positions, sample_mask = objects
-            predicted = object_estimate if object_estimate is not None else self.object_readout(prefix, prefix_mask)
+            predicted = object_estimate
             # Table x, y in decimetres (the workspace is a few across, so about unit scale); heights say little.
             target = positions.reshape(positions.shape[0], -1, 3)[..., :2] * OBJECT_POSITION_SCALE
             mask = sample_mask[:, None, None].expand_as(predicted).float()
