@@ -6,6 +6,11 @@ other one. The frames come from a dataset recorded on the virtual SO-101, whose 
 the layout of each is known exactly; they are taken in each episode's first seconds, before anything has moved.
 Each error is printed beside the error of guessing the mean layout: a ratio near 1 means the encoder does not see
 that object, and no amount of action training on top of it will place the gripper there.
+
+A checkpoint trained with the object-position target (`object_position_loss_weight > 0`) is also scored on its own
+readout, frame by frame through the episode. Run it on episodes the policy never trained on (e.g. a `multiply`
+output's generated ones): an error that is large at frame 0 and small later means the readout follows the arm,
+not the cameras (see `object_readout_source`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo-id", default=None, help="repo id to open it with (default: local/<folder name>)")
     parser.add_argument("--frames", default="0,15,30,45", help="frame indices probed in every episode (default "
                         "0,15,30,45: the first 1.5 s at 30 fps, before the arm reaches anything)")
+    parser.add_argument("--readout-frames", default="0,15,30,60,90,150",
+                        help="frames at which a checkpoint's own object readout is scored (default %(default)s)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds, split by episode (default 5)")
     parser.add_argument("--ridge", type=float, default=1.0, help="ridge penalty on standardised features (default 1)")
     parser.add_argument("--output-dir", default="outputs/bench/vision_probe", help="where vision_probe.json goes")
@@ -76,15 +83,12 @@ def object_targets(dataset) -> dict[int, np.ndarray]:
     return targets
 
 
-def keypoint_features(policy, preprocessor, dataset, frames: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(features (N, keypoints * 2), episode of each row) for the listed frames of every episode."""
+def preprocessed_frames(preprocessor, dataset, frames: list[int]):
+    """(episode, frame, item, batch) for the listed frames of every episode, through the policy's preprocessor."""
     import torch
-    from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 
     hf = dataset.hf_dataset.with_format(None)
     episode_column, frame_column = np.asarray(hf["episode_index"]), np.asarray(hf["frame_index"])
-    encoder = policy.model.prefix_encoder
-    rows, groups = [], []
     for episode in np.unique(episode_column):
         for frame in frames:
             match = np.flatnonzero((episode_column == episode) & (frame_column == frame))
@@ -93,12 +97,41 @@ def keypoint_features(policy, preprocessor, dataset, frames: list[int]) -> tuple
             item = dataset[int(match[0])]
             batch = preprocessor({key: value[None] if isinstance(value, torch.Tensor) else [value]
                                   for key, value in item.items()})
-            with torch.no_grad():
-                coordinates = encoder.keypoint_coordinates(policy.model.prepare_images(batch),
-                                                           batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK])
-            rows.append(coordinates.flatten().numpy())
-            groups.append(int(episode))
+            yield int(episode), frame, item, batch
+
+
+def keypoint_features(policy, preprocessor, dataset, frames: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, keypoints * 2), episode of each row) for the listed frames of every episode."""
+    import torch
+    from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
+
+    encoder = policy.model.prefix_encoder
+    rows, groups = [], []
+    for episode, _, _, batch in preprocessed_frames(preprocessor, dataset, frames):
+        with torch.no_grad():
+            coordinates = encoder.keypoint_coordinates(policy.model.prepare_images(batch),
+                                                       batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK])
+        rows.append(coordinates.flatten().numpy())
+        groups.append(episode)
     return np.stack(rows), np.asarray(groups)
+
+
+def readout_errors(policy, preprocessor, dataset, frames: list[int]) -> dict[int, np.ndarray]:
+    """{frame: (episodes, 3) metres} error of the policy's own object readout (instructed cube, other cube, bowl)
+    against the recorded positions at that frame. Late frames can look better than early ones for the wrong
+    reason: a readout of the prefix may copy the arm's joint angles, which by then point at the cube."""
+    import torch
+
+    from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import OBJECT_POSITION_SCALE
+
+    key = policy.config.object_positions_key
+    errors: dict[int, list[np.ndarray]] = {}
+    for _, frame, item, batch in preprocessed_frames(preprocessor, dataset, frames):
+        with torch.no_grad():
+            estimate = policy.model.encode_scene(batch, with_estimate=True)[3][0].numpy() / OBJECT_POSITION_SCALE
+        truth = item[key].numpy().reshape(-1, 3)[-policy.config.object_position_count:, :2]
+        errors.setdefault(frame, []).append(np.linalg.norm(estimate - truth, axis=1))
+    return {frame: np.stack(rows) for frame, rows in errors.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,10 +172,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'object':<18}{'probe':>8}{'mean guess':>12}{'ratio':>8}")
     for name, error, baseline in zip(OBJECTS, probe, guess, strict=True):
         print(f"{name:<18}{100 * error:>8.2f}{100 * baseline:>12.2f}{error / baseline:>8.2f}")
+    readout = {}
+    if policy.model.object_readout is not None and config.object_positions_key in dataset.meta.features:
+        readout_frames = [int(part) for part in args.readout_frames.split(",") if part.strip()]
+        print(f"\nThe policy's own object readout ({config.object_readout_source}), median error by frame of the "
+              f"episode (cm); 'mean guess' is the probe's, at the episode's start")
+        print(f"{'frame':<8}{'instructed':>12}{'other cube':>12}{'bowl':>8}")
+        for frame, errors in sorted(readout_errors(policy, preprocessor, dataset, readout_frames).items()):
+            medians = np.median(errors, axis=0)
+            readout[frame] = medians.tolist()
+            print(f"{frame:<8}" + "".join(f"{100 * m:>{w}.2f}" for m, w in zip(medians, (12, 12, 8), strict=True)))
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "vision_probe.json").write_text(json.dumps({
         "policy_path": str(args.policy_path), "dataset_root": str(root), "frames": frames, "folds": args.folds,
         "ridge": args.ridge, "probe_error_m": dict(zip(OBJECTS, probe.tolist(), strict=True)),
-        "mean_guess_error_m": dict(zip(OBJECTS, guess.tolist(), strict=True))}, indent=2) + "\n")
+        "mean_guess_error_m": dict(zip(OBJECTS, guess.tolist(), strict=True)),
+        "readout_median_error_m_by_frame": readout}, indent=2) + "\n")
     return 0

@@ -44,6 +44,9 @@ def test_quick_bench_trains_and_evaluates_every_policy_on_the_same_scenes(tmp_pa
         "red cube", "blue cube", "bowl", "instructed cube", "other cube"}
     assert all(error >= 0 for error in probe["probe_error_m"].values())
     assert all(0 < error < 0.5 for error in probe["mean_guess_error_m"].values())  # metres on the table
+    # The recipe trains the object readout, so the checkpoint's own estimates are scored frame by frame too.
+    readout = probe["readout_median_error_m_by_frame"]
+    assert "0" in readout and all(len(errors) == 3 and all(e >= 0 for e in errors) for errors in readout.values())
 
 
 def test_the_probe_recovers_a_linearly_encoded_position_and_not_a_random_one():
