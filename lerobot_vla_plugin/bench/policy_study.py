@@ -28,6 +28,8 @@ def add_budget_arguments(parser, *, steps: int = 4000) -> None:
     """The options every success benchmark has: budget, chunk, evaluation scenes, threads, recipe."""
     parser.add_argument("--steps", type=int, default=steps, help="optimizer steps per policy (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per step (default %(default)s)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="equal wall-time budget instead: each policy trains this long (--steps is then a cap)")
     parser.add_argument("--chunk-size", type=int, default=50, help="actions per chunk, every policy")
     parser.add_argument("--eval-episodes", type=int, default=50, help="fresh scenes per evaluation")
     parser.add_argument("--eval-seed", type=int, default=0, help="first evaluation scene seed offset")
@@ -73,7 +75,7 @@ class StudyRow:
 
 
 def train_on(policy_type: str, settings: dict, data, args, folder: Path):
-    """`args.steps` × `args.batch_size` of training; returns decoded_training's TrainingResult."""
+    """`args.steps` × `args.batch_size` of training, or `args.minutes` of it; returns a TrainingResult."""
     from lerobot.configs.types import FeatureType
     from lerobot.datasets.utils import dataset_to_policy_features
     from lerobot.policies.factory import make_policy_config
@@ -85,8 +87,10 @@ def train_on(policy_type: str, settings: dict, data, args, folder: Path):
     features = dataset_to_policy_features(data.meta.features)
     config.output_features = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
     config.input_features = {k: f for k, f in features.items() if k not in config.output_features}
+    budget_s = None if args.minutes is None else 60.0 * args.minutes
     return train_policy(config, data, steps=args.steps, batch_size=args.batch_size, output_dir=folder,
-                        log_every=max(1, args.steps // 10), log=lambda line: print("  " + line, flush=True))
+                        log_every=max(1, min(args.steps // 10, 200)), time_budget_s=budget_s,
+                        log=lambda line: print("  " + line, flush=True))
 
 
 def evaluate_checkpoint(checkpoint, args, folder: Path, flow_steps: int | None = None) -> dict:
@@ -110,14 +114,15 @@ def evaluate_checkpoint(checkpoint, args, folder: Path, flow_steps: int | None =
 def train_and_evaluate(name: str, policy_type: str, settings: dict, data, args, out_dir: Path,
                        flow_steps: list[int | None] = (None,)) -> list[StudyRow]:
     """Train one policy on `data`, evaluate it once per flow-step count; one printed line per evaluation."""
-    print(f"\n== {name}: training {args.steps} steps x batch {args.batch_size} on {data.num_episodes} "
+    limit = "" if args.minutes is None else f" (or {args.minutes:g} min, whichever ends first)"
+    print(f"\n== {name}: training {args.steps} steps x batch {args.batch_size}{limit} on {data.num_episodes} "
           f"demonstrations ({len(data)} frames)", flush=True)
     trained = train_on(policy_type, settings, data, args, out_dir / name)
     rows = []
     for steps in flow_steps:
         label = name if steps is None else f"{name} ({steps} flow steps)"
         summary = evaluate_checkpoint(trained.checkpoint, args, out_dir / f"eval_{label.replace(' ', '_')}", steps)
-        rows.append(StudyRow(label, policy_type, data.num_episodes, args.steps, args.batch_size, trained.wall_s,
+        rows.append(StudyRow(label, policy_type, data.num_episodes, trained.steps, args.batch_size, trained.wall_s,
                              trained.samples_per_s, summary))
         print(row_line(rows[-1]), flush=True)
     return rows
@@ -133,7 +138,7 @@ def row_line(row: StudyRow) -> str:
     every = overall(row.summary)
     low, high = every["wilson95"]
     return (f"{row.policy:<28} demos {row.demos:>3}  success {100 * every['success_rate']:5.1f}% "
-            f"[{100 * low:.0f}-{100 * high:.0f}%]  {tasks}  train {row.train_wall_s / 60:.1f} min "
+            f"[{100 * low:.0f}-{100 * high:.0f}%]  {tasks}  train {row.steps} steps, {row.train_wall_s / 60:.1f} min "
             f"({row.train_samples_per_s:.0f} samples/s)")
 
 
@@ -141,7 +146,7 @@ def format_rows(rows: list[StudyRow], baseline: StudyRow | None, baseline_name: 
     """The table, each row's success as a ratio to `baseline`'s (same scenes and budget) when there is one."""
     base_rate = None if baseline is None else overall(baseline.summary)["success_rate"]
     lines = [f"{'policy':<28} {'demos':>5} {'success':>8} {'95% Wilson':>12} {'vs ' + baseline_name:>12} "
-             f"{'train min':>9} {'samples/s':>9}"]
+             f"{'steps':>6} {'train min':>9} {'samples/s':>9}"]
     for row in rows:
         every = overall(row.summary)
         low, high = every["wilson95"]
@@ -152,7 +157,7 @@ def format_rows(rows: list[StudyRow], baseline: StudyRow | None, baseline_name: 
         else:
             ratio = f"{every['success_rate'] / base_rate:.2f}x"
         lines.append(f"{row.policy:<28} {row.demos:>5} {100 * every['success_rate']:>7.1f}% "
-                     f"[{100 * low:>3.0f}-{100 * high:>3.0f}%] {ratio:>12} {row.train_wall_s / 60:>9.1f} "
+                     f"[{100 * low:>3.0f}-{100 * high:>3.0f}%] {ratio:>12} {row.steps:>6} {row.train_wall_s / 60:>9.1f} "
                      f"{row.train_samples_per_s:>9.0f}")
     return "\n".join(lines)
 

@@ -35,9 +35,11 @@ def save_checkpoint(policy, preprocessor, postprocessor, folder: Path) -> Path:
 
 
 def train_policy(policy_cfg, data: DecodedFrameDataset, *, steps: int, batch_size: int, output_dir: Path,
-                 seed: int = 0, log_every: int = 100, save_every: int = 0, log=print) -> TrainingResult:
-    """`steps` optimizer steps; the final checkpoint goes to output_dir/pretrained_model, and with `save_every`
-    intermediate ones to output_dir/step_<n>/pretrained_model (for learning curves)."""
+                 seed: int = 0, log_every: int = 100, save_every: int = 0, log=print,
+                 time_budget_s: float | None = None) -> TrainingResult:
+    """`steps` optimizer steps, or fewer if `time_budget_s` of wall time runs out first (an equal CPU budget for
+    policies whose steps cost very different amounts); the final checkpoint goes to output_dir/pretrained_model,
+    and with `save_every` intermediate ones to output_dir/step_<n>/pretrained_model (for learning curves)."""
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
     torch.manual_seed(seed)
@@ -74,6 +76,9 @@ def train_policy(policy_cfg, data: DecodedFrameDataset, *, steps: int, batch_siz
                 log(f"step {step}/{steps} loss {mean:.4f}{terms} ({step * batch_size / elapsed:.1f} samples/s)")
             if save_every and step % save_every == 0 and step < steps:
                 save_checkpoint(policy, preprocessor, postprocessor, Path(output_dir) / f"step_{step}" / "pretrained_model")
+            if time_budget_s is not None and step < steps and time.perf_counter() - start >= time_budget_s:
+                log(f"step {step}/{steps}: the {time_budget_s / 60:.1f} min training budget is spent")
+                steps = step
             if step >= steps:
                 break
     wall_s = time.perf_counter() - start

@@ -38,23 +38,29 @@ def test_a_subset_of_episodes_is_cached_alone(tiny_dataset_root):
     assert decoded[0]["task"] == "wave the arm"
 
 
+def tiny_config_and_data(root):
+    """A tiny flow_vla config for the tiny dataset's features, and the dataset decoded for its chunk."""
+    from lerobot.configs.types import FeatureType
+    from lerobot.datasets.utils import dataset_to_policy_features
+
+    from .conftest import make_tiny_config
+
+    plain = LeRobotDataset("local/flow_vla_tiny", root=root)
+    config = make_tiny_config()
+    features = dataset_to_policy_features(plain.meta.features)
+    config.output_features = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
+    config.input_features = {k: f for k, f in features.items() if k not in config.output_features}
+    return config, DecodedFrameDataset(plain, chunk_size=config.chunk_size)
+
+
 def test_trained_checkpoint_loads_with_its_processors_and_acts(tiny_dataset_root, tmp_path):
     from lerobot.configs.policies import PreTrainedConfig
-    from lerobot.datasets.utils import dataset_to_policy_features
-    from lerobot.configs.types import FeatureType
     from lerobot.policies.factory import make_pre_post_processors
 
     from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import FlowVLAPolicy
     from lerobot_vla_plugin.training.decoded_training import train_policy
 
-    from .conftest import make_tiny_config
-
-    plain = LeRobotDataset("local/flow_vla_tiny", root=tiny_dataset_root)
-    config = make_tiny_config()
-    features = dataset_to_policy_features(plain.meta.features)
-    config.output_features = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
-    config.input_features = {k: f for k, f in features.items() if k not in config.output_features}
-    data = DecodedFrameDataset(plain, chunk_size=config.chunk_size)
+    config, data = tiny_config_and_data(tiny_dataset_root)
     logged = []
     result = train_policy(config, data, steps=6, batch_size=4, output_dir=tmp_path, log_every=3, log=logged.append)
     assert [step for step, _ in result.losses] == [3, 6] and len(logged) == 2
@@ -68,3 +74,17 @@ def test_trained_checkpoint_loads_with_its_processors_and_acts(tiny_dataset_root
     observation["task"] = [sample["task"]]
     action = postprocessor(policy.select_action(preprocessor(observation)))
     assert action.shape == (1, 6) and torch.isfinite(action).all()
+
+
+def test_a_spent_time_budget_ends_training_early_with_a_checkpoint(tiny_dataset_root, tmp_path):
+    """An equal wall-time budget for policies whose steps cost very different amounts: a budget already spent
+    after the first step stops there, says so, and still saves its checkpoint."""
+    from lerobot_vla_plugin.training.decoded_training import train_policy
+
+    config, data = tiny_config_and_data(tiny_dataset_root)
+    logged = []
+    result = train_policy(config, data, steps=50, batch_size=4, output_dir=tmp_path, log_every=100,
+                          log=logged.append, time_budget_s=0.0)
+    assert result.steps == 1
+    assert any("budget is spent" in line for line in logged)
+    assert (result.checkpoint / "model.safetensors").is_file()

@@ -255,7 +255,7 @@ def test_spatial_softmax_keypoints_locate_a_bright_spot():
     features = torch.zeros(2, 1, 24, 32)
     features[0, 0, 0, 31] = 1.0  # top right
     features[1, 0, 12, 8] = 1.0
-    tokens = keypoints(features)
+    tokens = keypoints.embed(keypoints.coordinates(features))
     assert tokens.shape == (2, 1, 4)
     torch.testing.assert_close(tokens[0, 0, :2], torch.tensor([1.0, -1.0]), atol=1e-3, rtol=0)
     torch.testing.assert_close(tokens[1, 0, :2], torch.tensor([-1 + 2 * 8 / 31, -1 + 2 * 12 / 23]), atol=1e-3, rtol=0)
@@ -301,8 +301,8 @@ def test_instruction_film_starts_as_the_identity_and_then_lets_the_instruction_s
         text = {key: encoder.token_embedding(batch["observation.language.tokens"]) for key, batch in
                 (("red", red), ("blue", blue))}
         masks = {key: batch["observation.language.attention_mask"].bool() for key, batch in (("red", red), ("blue", blue))}
-        red_tokens = encoder.encode_images(images, encoder.film(text["red"], masks["red"]))
-        blue_tokens = encoder.encode_images(images, encoder.film(text["blue"], masks["blue"]))
+        red_tokens, _ = encoder.encode_images(images, encoder.film(text["red"], masks["red"]))
+        blue_tokens, _ = encoder.encode_images(images, encoder.film(text["blue"], masks["blue"]))
     assert (red_tokens - blue_tokens).abs().max() > 1e-3
 
 

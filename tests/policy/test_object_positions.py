@@ -142,10 +142,10 @@ def test_object_tokens_without_the_readout_are_refused_with_the_fix(tiny_objects
         config_for(tiny_objects_dataset_root, object_position_tokens=True)
 
 
-@pytest.mark.parametrize("source", ["prefix", "cameras"])
-def test_a_camera_readout_cannot_copy_the_joint_angles(tiny_objects_dataset_root, source):
+@pytest.mark.parametrize("source", ["prefix", "keypoints"])
+def test_a_keypoint_readout_cannot_copy_the_joint_angles(tiny_objects_dataset_root, source):
     """In a demonstration the arm already points at the cube it heads for; a readout of the prefix sees the state
-    and can copy it, one of the camera tokens cannot."""
+    and can copy it, one of the image keypoints cannot."""
     config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0,
                               object_readout_source=source)
     _, batch = training_batch(tiny_objects_dataset_root, config, meta)
@@ -156,12 +156,60 @@ def test_a_camera_readout_cannot_copy_the_joint_angles(tiny_objects_dataset_root
         estimate = model.encode_scene(batch, with_estimate=True)[3]
         moved_estimate = model.encode_scene(moved, with_estimate=True)[3]
     assert estimate.shape == (6, 3, 2)
-    assert torch.equal(estimate, moved_estimate) == (source == "cameras")
+    assert torch.equal(estimate, moved_estimate) == (source == "keypoints")
 
 
-def test_a_camera_readout_needs_the_small_backbone():
+def test_a_keypoint_readout_reads_the_images_and_the_instruction(tiny_objects_dataset_root):
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0,
+                              object_readout_source="keypoints")
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    torch.manual_seed(0)
+    model = FlowVLAPolicy(config).model
+    image_key = next(iter(config.image_features))
+    shifted = {**batch, image_key: batch[image_key].roll(shifts=8, dims=-1)}
+    tokens = batch["observation.language.tokens"]
+    retold = {**batch, "observation.language.tokens": torch.where(tokens > 0, (tokens + 1) % 256, tokens)}
+    with torch.no_grad():
+        estimate, from_shifted, from_retold = (model.encode_scene(b, with_estimate=True)[3]
+                                               for b in (batch, shifted, retold))
+    assert not torch.allclose(estimate, from_shifted)
+    assert not torch.allclose(estimate, from_retold)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"backbone": "pretrained", "pretrained_backbone": "local/vlm"},
+    {"image_keypoints": 0},
+])
+def test_a_keypoint_readout_needs_the_small_backbone_with_keypoints(overrides):
     from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
 
     with pytest.raises(ValueError, match="object_readout_source=prefix"):
-        FlowVLAConfig(backbone="pretrained", pretrained_backbone="local/vlm", object_position_loss_weight=1.0,
-                      object_readout_source="cameras")
+        FlowVLAConfig(object_position_loss_weight=1.0, object_readout_source="keypoints", **overrides)
+
+
+def test_a_keypoint_readout_of_chosen_cameras_ignores_the_others():
+    """A wrist camera moves with the arm; a readout told to read only the front camera is not moved by it."""
+    from lerobot_vla_plugin.policies.flow_vla.processor_flow_vla import make_flow_vla_pre_post_processors
+
+    from .conftest import make_raw_batch, make_tiny_config
+
+    config = make_tiny_config(cameras=2, image_keypoints=4, object_position_loss_weight=1.0,
+                              object_readout_source="keypoints", object_readout_cameras=("front",))
+    torch.manual_seed(0)
+    model = FlowVLAPolicy(config).model
+    preprocessor, _ = make_flow_vla_pre_post_processors(config, dataset_stats=None)
+    batch = preprocessor(make_raw_batch(config))
+    for key, changes_estimate in (("observation.images.cam1", False), ("observation.images.front", True)):
+        other_view = {**batch, key: batch[key].flip(-1)}
+        with torch.no_grad():
+            estimate = model.encode_scene(batch, with_estimate=True)[3]
+            other_estimate = model.encode_scene(other_view, with_estimate=True)[3]
+        assert torch.equal(estimate, other_estimate) != changes_estimate, key
+
+
+def test_a_keypoint_readout_camera_that_does_not_exist_is_named():
+    from .conftest import make_tiny_config
+
+    with pytest.raises(ValueError, match=r"'wrist'.*cameras: \['front'\]"):
+        FlowVLAPolicy(make_tiny_config(image_keypoints=4, object_position_loss_weight=1.0,
+                                       object_readout_source="keypoints", object_readout_cameras=("wrist",)))

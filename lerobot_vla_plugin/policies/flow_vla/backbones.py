@@ -6,6 +6,8 @@ real tokens. The action expert only ever sees this interface.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -51,9 +53,9 @@ class SpatialSoftmaxKeypoints(nn.Module):
         grid = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)  # (H*W, 2)
         return attention @ grid
 
-    def forward(self, features: Tensor) -> Tensor:
-        """features (N, C, H, W) -> tokens (N, keypoints, dim)."""
-        return self.coordinate_proj(self.coordinates(features)) + self.keypoint_embedding
+    def embed(self, coordinates: Tensor) -> Tensor:
+        """coordinates (N, keypoints, 2) -> tokens (N, keypoints, dim)."""
+        return self.coordinate_proj(coordinates) + self.keypoint_embedding
 
 
 class InstructionFiLM(nn.Module):
@@ -72,10 +74,23 @@ class InstructionFiLM(nn.Module):
 
     def forward(self, text_embeddings: Tensor, text_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
         """text (batch, length, dim), mask (batch, length) -> one (scale, shift) pair of (batch, C) per stage."""
-        weights = text_mask[..., None].to(text_embeddings.dtype)
-        pooled = (text_embeddings * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        hidden = self.pooled_mlp(pooled)
+        hidden = self.pooled_mlp(pooled_instruction(text_embeddings, text_mask))
         return [tuple(head(hidden).chunk(2, dim=-1)) for head in self.heads]
+
+
+def pooled_instruction(text_embeddings: Tensor, text_mask: Tensor) -> Tensor:
+    """The mean of an instruction's real token embeddings: (batch, length, dim), (batch, length) -> (batch, dim)."""
+    weights = text_mask[..., None].to(text_embeddings.dtype)
+    return (text_embeddings * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+@dataclass
+class KeypointView:
+    """Where the keypoint detectors look, with the instruction that chose what to look for: what an object readout
+    that must generalise to unseen layouts reads (a few coordinates, not tokens it could memorise scenes from)."""
+
+    coordinates: Tensor  # (batch, cameras * keypoints, 2) in [-1, 1]
+    instruction: Tensor  # (batch, dim) pooled instruction embedding
 
 
 class SmallPrefixEncoder(nn.Module):
@@ -150,35 +165,42 @@ class SmallPrefixEncoder(nn.Module):
         batch = images[0].shape[0]
         return coordinates.view(len(images), batch, -1, 2).transpose(0, 1).reshape(batch, -1, 2)
 
-    def encode_images(self, images: list[Tensor], film: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
-        """images: one (batch, 3, H, W) tensor in [0, 1] per camera, already resized; film: see `convolve`."""
+    def encode_images(self, images: list[Tensor], film: list[tuple[Tensor, Tensor]] | None = None
+                      ) -> tuple[Tensor, Tensor | None]:
+        """(camera tokens (batch, cameras * tokens, dim), keypoint coordinates (batch, cameras * keypoints, 2) or
+        None without keypoints). images: one (batch, 3, H, W) tensor in [0, 1] per camera, already resized; film:
+        see `convolve`."""
         batch = images[0].shape[0]
         early, features = self.convolve(images, film)
         features = features.flatten(2).transpose(1, 2) + self.image_position
+        coordinates = None
         if self.keypoints is not None:
-            features = torch.cat([features, self.keypoints(early)], dim=1)
+            coordinates = self.keypoints.coordinates(early)
+            features = torch.cat([features, self.keypoints.embed(coordinates)], dim=1)
+            coordinates = coordinates.view(len(images), batch, -1, 2).transpose(0, 1).reshape(batch, -1, 2)
         features = features.view(len(images), batch, *features.shape[1:])
         camera = self.camera_embedding.weight[: len(images), None, None, :]
-        return (features + camera).transpose(0, 1).reshape(batch, -1, features.shape[-1])
+        return (features + camera).transpose(0, 1).reshape(batch, -1, features.shape[-1]), coordinates
 
     def forward(
         self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor, state: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        tokens, mask, _ = self.encode_with_image_tokens(images, lang_tokens, lang_mask, state)
+        tokens, mask, _ = self.encode_with_keypoints(images, lang_tokens, lang_mask, state)
         return tokens, mask
 
-    def encode_with_image_tokens(
+    def encode_with_keypoints(
         self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor, state: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """forward's (tokens, mask) plus the camera tokens before they meet the state: what a readout that must
-        not copy the arm's joint angles reads."""
+    ) -> tuple[Tensor, Tensor, KeypointView | None]:
+        """forward's (tokens, mask) plus where the keypoints look (None without cameras or keypoints)."""
         batch = lang_tokens.shape[0]
-        image_tokens = None
+        view = None
         text_tokens = self.text_embeddings(lang_tokens)
         parts, masks = [], []
         if images:
             film = None if self.film is None else self.film(text_tokens, lang_mask.bool())
-            image_tokens = self.encode_images(images, film)
+            image_tokens, coordinates = self.encode_images(images, film)
+            if coordinates is not None:
+                view = KeypointView(coordinates, pooled_instruction(text_tokens, lang_mask.bool()))
             parts.append(image_tokens)
             masks.append(torch.ones(image_tokens.shape[:2], dtype=torch.bool, device=image_tokens.device))
         parts.append(text_tokens)
@@ -190,7 +212,7 @@ class SmallPrefixEncoder(nn.Module):
         attention_mask = mask[:, None, None, :]
         for layer in self.layers:
             tokens = layer(tokens, attention_mask)
-        return self.norm(tokens), mask, image_tokens
+        return self.norm(tokens), mask, view
 
 
 class PretrainedPrefixEncoder(nn.Module):

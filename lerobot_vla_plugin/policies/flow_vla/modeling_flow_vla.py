@@ -23,7 +23,7 @@ from lerobot.utils.constants import (
 from torch import Tensor, nn
 
 from lerobot_vla_plugin.policies.flow_vla import processor_flow_vla  # noqa: F401  (registers processor steps)
-from lerobot_vla_plugin.policies.flow_vla.backbones import make_prefix_encoder
+from lerobot_vla_plugin.policies.flow_vla.backbones import KeypointView, make_prefix_encoder
 from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
 from lerobot_vla_plugin.policies.flow_vla.layers import (
     ExpertLayer,
@@ -163,6 +163,30 @@ class PrefixReadout(nn.Module):
         return self.out(self.norm(read + queries))
 
 
+class KeypointObjectReadout(nn.Module):
+    """Each object's table x/y from where the image keypoints look and the pooled instruction (which cube is the
+    instructed one), by a small MLP. A few dozen image coordinates map smoothly to table positions, so what it learns
+    from a hundred layouts holds on new ones; a readout attending over all image tokens can instead memorise each
+    training scene and stays at chance on an unseen one."""
+
+    def __init__(self, count: int, cameras: list[int], keypoints: int, dim: int, hidden: int = 256):
+        """cameras: which cameras' keypoints it reads (positions in the policy's image features)."""
+        super().__init__()
+        self.count = count
+        self.register_buffer("coordinate_rows", torch.tensor(
+            [camera * keypoints + k for camera in cameras for k in range(keypoints)]), persistent=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * len(self.coordinate_rows) + dim, hidden), nn.GELU(approximate="tanh"),
+            nn.Linear(hidden, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, 2 * count),
+        )
+
+    def forward(self, view: KeypointView) -> Tensor:
+        """-> (B, count, 2)"""
+        coordinates = view.coordinates.index_select(1, self.coordinate_rows)
+        features = torch.cat([coordinates.flatten(1), view.instruction], dim=-1)
+        return self.mlp(features).view(-1, self.count, 2)
+
+
 OBJECT_POSITION_SCALE = 10.0  # metres -> decimetres for the object-position target
 
 
@@ -195,10 +219,14 @@ class FlowVLAModel(nn.Module):
             PrefixReadout(len(config.future_action_offsets), config.max_action_dim, context_dim)
             if config.future_action_offsets else None
         )
-        self.object_readout = (  # one query per object: where it is on the table (x, y)
-            PrefixReadout(config.object_position_count, 2, context_dim)
-            if config.object_position_loss_weight > 0 else None
-        )
+        self.object_readout = None  # where each object is on the table (x, y)
+        if config.object_position_loss_weight > 0 and config.object_readout_source == "keypoints":
+            self.object_readout = KeypointObjectReadout(
+                config.object_position_count, config.object_readout_camera_indices(), config.image_keypoints,
+                context_dim,
+            )
+        elif config.object_position_loss_weight > 0:
+            self.object_readout = PrefixReadout(config.object_position_count, 2, context_dim)
         self.object_tokens = (
             ObjectPositionTokens(config.object_position_count, context_dim) if config.object_position_tokens else None
         )
@@ -246,7 +274,7 @@ class FlowVLAModel(nn.Module):
                      ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """encode_prefix_tokens plus the object-position estimate (B, objects, 2) in decimetres: computed when it
         becomes object tokens or `with_estimate` asks (the training target), else None. With
-        object_readout_source="cameras" it reads the camera tokens before they meet the state."""
+        object_readout_source="keypoints" it reads where the image keypoints look, not the fused prefix."""
         if OBS_LANGUAGE_TOKENS not in batch:
             raise KeyError(
                 f"'{OBS_LANGUAGE_TOKENS}' is missing: run observations through the flow_vla preprocessor "
@@ -255,16 +283,18 @@ class FlowVLAModel(nn.Module):
             )
         state = self.prepare_state(batch)
         inputs = (self.prepare_images(batch), batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state)
-        camera_tokens = None
-        if self.config.object_readout_source == "cameras":
-            prefix, mask, camera_tokens = self.prefix_encoder.encode_with_image_tokens(*inputs)
+        keypoints = None
+        if self.config.object_readout_source == "keypoints":
+            prefix, mask, keypoints = self.prefix_encoder.encode_with_keypoints(*inputs)
         else:
             prefix, mask = self.prefix_encoder(*inputs)
         if self.object_readout is None or not (with_estimate or self.object_tokens is not None):
             return prefix, mask, state, None
-        if camera_tokens is not None:
-            everything = torch.ones(camera_tokens.shape[:2], dtype=torch.bool, device=camera_tokens.device)
-            estimate = self.object_readout(camera_tokens, everything)
+        if self.config.object_readout_source == "keypoints":
+            if keypoints is None:
+                raise ValueError("object_readout_source='keypoints' reads the camera keypoints, but this batch has "
+                                 f"no camera image (the policy expects {list(self.config.image_features)}).")
+            estimate = self.object_readout(keypoints)
         else:
             estimate = self.object_readout(prefix, mask)
         if self.object_tokens is not None:
