@@ -137,6 +137,36 @@ def test_object_tokens_carry_the_readout_estimate_to_the_action_expert(tiny_obje
     assert any(p.grad is not None and p.grad.any() for p in policy.model.object_tokens.parameters())
 
 
+@pytest.mark.parametrize("recorded_noise_m", [-1.0, 0.0])
+def test_object_tokens_train_on_the_recorded_positions_only_when_asked(tiny_objects_dataset_root, recorded_noise_m):
+    """With object_tokens_recorded_noise_m >= 0 the expert's training input is the recorded positions, so moving
+    them moves the action loss; by default it is the estimate, which the recorded positions only supervise."""
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0,
+                              object_position_tokens=True, object_tokens_recorded_noise_m=recorded_noise_m)
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    torch.manual_seed(0)
+    policy = FlowVLAPolicy(config)
+    moved = {**batch, OBJECTS_KEY: batch[OBJECTS_KEY] + 0.1}
+    flow_losses = []
+    for sample in (batch, moved):
+        torch.manual_seed(1)  # the same flow noise, times and outlier samples for both
+        flow_losses.append(policy.forward(sample)[1]["flow_loss"])
+    assert (flow_losses[0] != flow_losses[1]) == (recorded_noise_m >= 0)
+
+    policy.eval()  # acting: the estimate, whatever was recorded
+    observation = {k: v for k, v in batch.items() if k != OBJECTS_KEY and not k.startswith("action")}
+    noise = policy._noise(6, torch.device("cpu"))
+    torch.testing.assert_close(policy.predict_action_chunk(moved, noise=noise),
+                               policy.predict_action_chunk(observation, noise=noise))
+
+
+def test_recorded_token_positions_need_object_tokens():
+    from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
+
+    with pytest.raises(ValueError, match="object_position_tokens=true"):
+        FlowVLAConfig(object_position_loss_weight=1.0, object_tokens_recorded_noise_m=0.01)
+
+
 def test_object_tokens_without_the_readout_are_refused_with_the_fix(tiny_objects_dataset_root):
     with pytest.raises(ValueError, match="object_position_loss_weight=1.0"):
         config_for(tiny_objects_dataset_root, object_position_tokens=True)

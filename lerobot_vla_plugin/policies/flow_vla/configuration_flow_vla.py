@@ -117,6 +117,12 @@ class FlowVLAConfig(PreTrainedConfig):
     # in image features. Detached, so the action loss cannot bend them away from where the objects are. Needs
     # object_position_loss_weight > 0; the policy still acts from its cameras alone.
     object_position_tokens: bool = False
+    # What those tokens carry in training: a negative value, the readout's estimate (as at run time); a value >= 0,
+    # the recorded positions plus Gaussian noise of this many metres per axis (about the readout's error). On the
+    # estimate, which is poor early in training, the expert learns to ignore the tokens and to pick a remembered
+    # reach from the rest pose, where every demonstration starts alike; on the recorded positions it learns to
+    # follow them. At run time the tokens always carry the estimate: the policy acts from its cameras alone.
+    object_tokens_recorded_noise_m: float = -1.0
     # What the readout reads: "prefix" (the fused camera, language and state tokens, by cross-attention) or
     # "keypoints" (where the image keypoint detectors look, plus the pooled instruction, by an MLP). Measured on
     # the virtual SO-101 (120 demonstrations, vision only, 30 unseen layouts, arm at rest): a readout attending
@@ -239,6 +245,9 @@ class FlowVLAConfig(PreTrainedConfig):
             raise ValueError("object_readout_source='keypoints' reads the small backbone's image keypoints: use "
                              "--policy.backbone=small with --policy.image_keypoints=32, or "
                              "--policy.object_readout_source=prefix.")
+        if self.object_tokens_recorded_noise_m >= 0 and not self.object_position_tokens:
+            raise ValueError("object_tokens_recorded_noise_m sets what the object tokens carry in training: add "
+                             "--policy.object_position_tokens=true, or drop it.")
         if self.object_readout_cameras and self.object_readout_source != "keypoints":
             raise ValueError("object_readout_cameras chooses the cameras of the keypoint readout: add "
                              "--policy.object_readout_source=keypoints, or drop --policy.object_readout_cameras.")

@@ -270,11 +270,14 @@ class FlowVLAModel(nn.Module):
         prefix, mask, state, _ = self.encode_scene(batch)
         return prefix, mask, state
 
-    def encode_scene(self, batch: dict[str, Tensor], with_estimate: bool = False
+    def encode_scene(self, batch: dict[str, Tensor], with_estimate: bool = False,
+                     token_positions: tuple[Tensor, Tensor] | None = None
                      ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """encode_prefix_tokens plus the object-position estimate (B, objects, 2) in decimetres: computed when it
         becomes object tokens or `with_estimate` asks (the training target), else None. With
-        object_readout_source="keypoints" it reads where the image keypoints look, not the fused prefix."""
+        object_readout_source="keypoints" it reads where the image keypoints look, not the fused prefix.
+        `token_positions`, training only: ((B, objects, 2) in decimetres, (B,) mask), what the object tokens of
+        the masked samples carry instead of the estimate (see FlowVLAConfig.object_tokens_recorded_noise_m)."""
         if OBS_LANGUAGE_TOKENS not in batch:
             raise KeyError(
                 f"'{OBS_LANGUAGE_TOKENS}' is missing: run observations through the flow_vla preprocessor "
@@ -298,10 +301,22 @@ class FlowVLAModel(nn.Module):
         else:
             estimate = self.object_readout(prefix, mask)
         if self.object_tokens is not None:
-            tokens = self.object_tokens(estimate.detach())
+            carried = estimate.detach()
+            if token_positions is not None:
+                positions, use = token_positions
+                carried = torch.where(use.bool()[:, None, None], positions.to(carried.dtype), carried)
+            tokens = self.object_tokens(carried)
             prefix = torch.cat([prefix, tokens], dim=1)
             mask = torch.cat([mask, torch.ones(tokens.shape[:2], dtype=mask.dtype, device=mask.device)], dim=1)
         return prefix, mask, state, estimate
+
+    def recorded_token_positions(self, positions: Tensor, sample_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The object tokens' training input: the recorded table x/y (decimetres) plus Gaussian noise of
+        object_tokens_recorded_noise_m, so the action expert learns to follow the tokens from the first step of
+        training and to tolerate the readout's error; samples with mask 0 keep the estimate."""
+        recorded = positions.reshape(positions.shape[0], -1, 3)[..., :2].float() * OBJECT_POSITION_SCALE
+        noise = torch.randn_like(recorded) * (self.config.object_tokens_recorded_noise_m * OBJECT_POSITION_SCALE)
+        return recorded + noise, sample_mask
 
     def velocity(
         self,
@@ -378,7 +393,11 @@ class FlowVLAModel(nn.Module):
         first prefix_delay[b] steps of sample b are given as clean actions and excluded from the loss.
         `future`: (actions, mask) at config.future_action_offsets, for the far-future auxiliary.
         `objects`: (positions (B, objects * 3) in metres, per-sample mask (B,)), for the object auxiliary."""
-        prefix, prefix_mask, state, object_estimate = self.encode_scene(batch, with_estimate=objects is not None)
+        token_positions = None
+        if objects is not None and self.object_tokens is not None and self.config.object_tokens_recorded_noise_m >= 0:
+            token_positions = self.recorded_token_positions(*objects)
+        prefix, prefix_mask, state, object_estimate = self.encode_scene(
+            batch, with_estimate=objects is not None, token_positions=token_positions)
         cache = self.expert.cache_prefix(prefix, prefix_mask, state)
         batch_size = actions.shape[0]
         valid_steps = loss_mask.amax(dim=-1) > 0
