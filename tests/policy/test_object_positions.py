@@ -160,6 +160,52 @@ def test_object_tokens_train_on_the_recorded_positions_only_when_asked(tiny_obje
                                policy.predict_action_chunk(observation, noise=noise))
 
 
+def test_object_tokens_can_hold_the_first_estimate_of_an_episode(tiny_objects_dataset_root):
+    """With object_tokens_at_run_time="first" the tokens keep what the episode's first chunk estimated, whatever
+    later observations show, until reset(); the uncertainty samples read the held estimate but never set it."""
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0,
+                              object_position_tokens=True, object_tokens_at_run_time="first")
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    torch.manual_seed(0)
+    policy = FlowVLAPolicy(config)
+    observation = {k: v for k, v in batch.items() if k != OBJECTS_KEY and not k.startswith("action")}
+    camera = next(iter(config.image_features))
+    moved_scene = {**observation, camera: torch.rand_like(observation[camera])}
+    noise = policy._noise(6, torch.device("cpu"))
+    live = FlowVLAPolicy(config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0,
+                                    object_position_tokens=True)[0])
+    live.load_state_dict(policy.state_dict())
+
+    policy.sample_action_chunks(observation, num_samples=2)
+    assert policy.held_object_positions is None
+    first = policy.predict_action_chunk(observation, noise=noise)
+    torch.testing.assert_close(first, live.predict_action_chunk(observation, noise=noise))
+    held = policy.held_object_positions.clone()
+    later = policy.predict_action_chunk(moved_scene, noise=noise)
+    torch.testing.assert_close(policy.held_object_positions, held)
+    assert not torch.allclose(live.model.encode_scene(moved_scene)[3], held)  # the live estimate moved ...
+    with torch.no_grad():  # ... and the held tokens are what the expert read
+        prefix, mask, state, _ = policy.model.encode_scene(moved_scene, token_positions=(held, torch.ones(6)))
+        expected = policy.model.sample(policy.model.expert.cache_prefix(prefix, mask, state), noise,
+                                       config.num_inference_steps)[:, :, : policy.action_dim]
+    torch.testing.assert_close(later, expected)
+
+    policy.reset()
+    assert policy.held_object_positions is None
+    policy.hold_object_positions(torch.zeros_like(held))  # a caller may set them (e.g. a known layout)
+    policy.predict_action_chunk(observation, noise=noise)
+    assert not policy.held_object_positions.any()
+
+
+def test_held_object_tokens_need_object_tokens():
+    from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
+
+    with pytest.raises(ValueError, match="object_position_tokens=true"):
+        FlowVLAConfig(object_position_loss_weight=1.0, object_tokens_at_run_time="first")
+    with pytest.raises(ValueError, match="'live' or 'first'"):
+        FlowVLAConfig(object_position_loss_weight=1.0, object_position_tokens=True, object_tokens_at_run_time="x")
+
+
 def test_recorded_token_positions_need_object_tokens():
     from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
 

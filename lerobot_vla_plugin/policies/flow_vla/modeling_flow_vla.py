@@ -544,8 +544,26 @@ class FlowVLAPolicy(PreTrainedPolicy):
         self.reset()
 
     def reset(self) -> None:
-        """Drop queued actions; call at episode start."""
+        """Drop queued actions and the held object estimate; call at episode start."""
         self._action_queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
+        self.held_object_positions: Tensor | None = None
+
+    def hold_object_positions(self, positions: Tensor | None) -> None:
+        """What the object tokens carry until the next reset, (B, objects, 2) table x/y in decimetres, with
+        object_tokens_at_run_time="first"; None estimates them again from the next chunk's observation."""
+        self.held_object_positions = positions
+
+    def _encode_for_acting(self, batch: dict[str, Tensor], may_hold: bool) -> PrefixCache:
+        """The prefix cache to act from: with object_tokens_at_run_time="first" the object tokens carry the held
+        estimate, which the first call with `may_hold` takes from its observation."""
+        held = self.held_object_positions
+        if self.config.object_tokens_at_run_time != "first" or self.model.object_tokens is None:
+            return self.model.encode_prefix(batch)
+        token_positions = None if held is None else (held, torch.ones(held.shape[0], device=held.device))
+        prefix, mask, state, estimate = self.model.encode_scene(batch, token_positions=token_positions)
+        if held is None and may_hold:
+            self.held_object_positions = estimate
+        return self.model.expert.cache_prefix(prefix, mask, state)
 
     def get_optim_params(self) -> list[nn.Parameter]:
         return [param for param in self.parameters() if param.requires_grad]
@@ -622,7 +640,7 @@ class FlowVLAPolicy(PreTrainedPolicy):
         `execution_horizon` overrides config.rtc_execution_horizon.
         """
         self.eval()
-        cache = self.model.encode_prefix(batch)
+        cache = self._encode_for_acting(batch, may_hold=True)
         batch_size = cache[1].shape[0]
         device = cache[1].device
         if noise is None:
@@ -671,7 +689,7 @@ class FlowVLAPolicy(PreTrainedPolicy):
         the prefix is encoded once and its keys/values repeated."""
         self.eval()
         samples = num_samples or self.config.uncertainty_num_samples
-        cache = self.model.encode_prefix(batch)
+        cache = self._encode_for_acting(batch, may_hold=False)
         batch_size = cache[1].shape[0]
         noise = self._noise(batch_size * samples, cache[1].device, generator)
         chunks = self.model.sample(repeat_cache(cache, samples), noise, num_steps or self.config.uncertainty_num_steps)
