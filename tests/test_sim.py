@@ -14,9 +14,10 @@ from lerobot_vla_plugin.sim.so101 import JOINT_NAMES, REST_POSE, TASKS, SO101Sim
 CONTROL_PERIOD_S = 1 / 30
 
 
-def run_demonstration(sim: SO101Sim, task_key: str, operator_seed: int) -> tuple[bool, float]:
+def run_demonstration(sim: SO101Sim, task_key: str, operator_seed: int,
+                      reach_detour_m: float = 0.0) -> tuple[bool, float]:
     """The follower tracks the operator's leader targets every control period; returns success and lift height."""
-    operator = ScriptedOperator(sim, task_key, np.random.default_rng(operator_seed))
+    operator = ScriptedOperator(sim, task_key, np.random.default_rng(operator_seed), reach_detour_m=reach_detour_m)
     operator.plan()
     cube = f"{task_key}_cube"
     highest_cube_z = 0.0
@@ -105,6 +106,25 @@ def test_scripted_operator_puts_the_cube_in_the_bowl(task_key):
         assert highest_cube_z > 0.04
         successes += succeeded
     assert successes >= 4
+
+
+def test_a_detour_reach_still_puts_the_cube_in_the_bowl():
+    """With reach_detour_m the hand first heads for a point off the cube, then homes in; the task still succeeds."""
+    successes, detoured = 0, 0
+    for seed in range(6):
+        task_key = sorted(TASKS)[seed % 2]
+        sim = SO101Sim(seed=seed)
+        straight = ScriptedOperator(sim, task_key, np.random.default_rng(seed))
+        straight.plan()
+        detour = ScriptedOperator(sim, task_key, np.random.default_rng(seed), reach_detour_m=0.06)
+        detour.plan()
+        moments = np.linspace(0.0, 1.0, 10)
+        detoured += max(np.abs(detour.target_at(t) - straight.target_at(t))[:5].max() for t in moments) > 0.05
+        succeeded, _ = run_demonstration(sim, task_key, operator_seed=seed, reach_detour_m=0.06)
+        successes += succeeded
+    assert successes >= 5 and detoured >= 4
+    with pytest.raises(ValueError, match="reach_detour_m"):
+        ScriptedOperator(SO101Sim(seed=0), "red", np.random.default_rng(0), reach_detour_m=-0.01)
 
 
 def test_plans_from_different_generators_differ():

@@ -72,8 +72,9 @@ def active_virtual_arm() -> VirtualSO101 | None:
         return _active[-1] if _active else None
 
 
-def plan_scripted_demonstration(planning: SO101Sim, task: str, rng: np.random.Generator) -> ScriptedOperator:
-    operator = ScriptedOperator(planning, task, rng)
+def plan_scripted_demonstration(planning: SO101Sim, task: str, rng: np.random.Generator, *,
+                                reach_detour_m: float = 0.0) -> ScriptedOperator:
+    operator = ScriptedOperator(planning, task, rng, reach_detour_m=reach_detour_m)
     operator.plan()
     return operator
 

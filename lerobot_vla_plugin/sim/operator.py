@@ -50,17 +50,24 @@ def _cylindrical(pos: np.ndarray) -> tuple[float, float, float]:
     return float(np.hypot(*rel)), float(math.atan2(rel[1], rel[0])), float(pos[2])
 
 
+class _NoDetour(Exception):
+    pass
+
+
 class ScriptedOperator:
     """Plans one pick-and-place demonstration for `task_key` and replays it as joint targets over time.
 
     The plan starts where the arm is and ends with the gripper open, lifted clear above the bowl."""
 
-    def __init__(self, sim: SO101Sim, task_key: str, rng: np.random.Generator):
+    def __init__(self, sim: SO101Sim, task_key: str, rng: np.random.Generator, *, reach_detour_m: float = 0.0):
         if task_key not in TASKS:
             raise KeyError(f"unknown task {task_key!r}; choose one of {sorted(TASKS)}")
+        if reach_detour_m < 0:
+            raise ValueError(f"reach_detour_m must be >= 0, got {reach_detour_m}")
         self.sim = sim
         self.task_key = task_key
         self.rng = rng
+        self.reach_detour_m = reach_detour_m
         self._ik = TopDownIK(sim.model)
         self._times: np.ndarray | None = None
         self._targets: np.ndarray | None = None
@@ -127,7 +134,15 @@ class ScriptedOperator:
         self._pose: tuple[np.ndarray, float] | None = None
 
         pre_grasp = (np.r_[grasp_xy, above_z], grasp_yaw)
-        self._move_joints_to_pose(pre_grasp, gripper_open, duration(1.2, 1.9))
+        planned = len(self._samples_t)
+        try:
+            if self.reach_detour_m <= 0:
+                raise _NoDetour
+            self._move_joints_to_pose(self._detour(pre_grasp), gripper_open, duration(0.8, 1.2))
+            self._move_cartesian(pre_grasp, gripper_open, duration(0.7, 1.1))
+        except (_NoDetour, RuntimeError):  # none asked, or the via point is out of reach: straight there
+            del self._samples_t[planned:], self._samples_q[planned:]
+            self._move_joints_to_pose(pre_grasp, gripper_open, duration(1.2, 1.9))
         self._hold(duration(0.1, 0.4))
         self._move_cartesian((np.r_[grasp_xy, grasp_z], grasp_yaw), gripper_open, duration(0.7, 1.1))
         self._hold(duration(0.05, 0.3))
@@ -150,6 +165,21 @@ class ScriptedOperator:
         del self._samples_t, self._samples_q, self._pose
 
     # -- planning helpers ------------------------------------------------------------------------------
+    def _detour(self, pose: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
+        """A via point up to reach_detour_m off `pose` across the table and 0-4 cm higher: the hand first goes
+        roughly toward the cube, then homes in on it. The arm then passes through states from which only the
+        cube's position, not the path so far, says where to go."""
+        position, yaw = pose
+        for _ in range(20):
+            offset = self.rng.uniform(-1.0, 1.0, size=2)
+            if np.linalg.norm(offset) <= 1.0:
+                break
+        via = position + np.r_[offset * self.reach_detour_m, self.rng.uniform(0.0, 0.04)]
+        radius, _, _ = _cylindrical(via)
+        if radius < 0.12:  # never fold in over the base
+            via[:2] = position[:2]
+        return via, yaw + self.rng.normal(0.0, 0.15)
+
     def _grasp_heading(self, cube: np.ndarray, other: np.ndarray, bowl: np.ndarray) -> float:
         """Jaw closing heading aligned with two cube faces, reachable with little wrist roll, and with the
         swinging moving jaw kept away from the bowl rim and the other cube."""

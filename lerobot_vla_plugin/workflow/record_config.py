@@ -71,6 +71,10 @@ class RecordConfig:
     virtual_camera_fps: int | None = None
     # --virtual: scene layout and demonstration seed of episode i is seed + i.
     seed: int = 0
+    # --virtual: the scripted operator's reach first heads for a random point up to this many metres off the cube,
+    # then homes in on it (0: straight there). Demonstrations whose paths vary make a policy find the cube rather
+    # than replay a path; see recipes/README.md for what it measured.
+    virtual_reach_detour_m: float = 0.0
     # --virtual: seconds recorded after the demonstration ends, while the cube settles.
     settle_s: float = 0.5
 
@@ -93,6 +97,8 @@ def validate(cfg: RecordConfig) -> None:
         unknown = [t for t in task_keys(cfg) if t not in TASKS]
         if not task_keys(cfg) or unknown:
             raise UsageError(f"--tasks must list task keys among {', '.join(TASKS)} (got {cfg.tasks!r}).")
+        if cfg.virtual_reach_detour_m < 0:
+            raise UsageError(f"--virtual_reach_detour_m must be >= 0 metres, got {cfg.virtual_reach_detour_m}.")
         if cfg.camera_width <= 0 or cfg.camera_height <= 0:
             raise UsageError("--camera_width and --camera_height must be positive.")
     else:

@@ -6,6 +6,7 @@ become a message and an exit code, and every episode the session reported saved 
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -108,7 +109,7 @@ class RecordSession:
     def _start_virtual_arm(self) -> tuple[RobotConfig, TeleoperatorConfig]:
         """The virtual SO-101 in this process, and configs of our registered arms and cameras on it."""
         from lerobot_vla_plugin.cameras.config_virtual_camera import VirtualCameraConfig
-        from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101
+        from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101, plan_scripted_demonstration
         from lerobot_vla_plugin.arms.virtual_so101 import virtual_follower_config
         from lerobot_vla_plugin.teleoperators.so_leader.config_so_leader import (
             VlaSO101LeaderConfig,
@@ -118,7 +119,10 @@ class RecordSession:
         self.lockstep = cfg.virtual_clock == "lockstep"
         self.virtual = VirtualSO101(lockstep=self.lockstep, control_hz=cfg.dataset.fps, leader=True,
                                     task=task_keys(cfg)[0], seed=cfg.seed, camera_socket=None).start()
-        self.virtual.demonstration_planner = self._demonstration_planner
+        planner = self._demonstration_planner
+        if planner is None and cfg.virtual_reach_detour_m > 0:
+            planner = functools.partial(plan_scripted_demonstration, reach_detour_m=cfg.virtual_reach_detour_m)
+        self.virtual.demonstration_planner = planner
         calibration = Path(tempfile.mkdtemp(prefix="lerobot-vla-virtual-calibration-"))
         self._temp_dirs.append(calibration)
         self.virtual.write_calibration_file(calibration / "teleoperators" / "virtual_leader.json", "leader")
