@@ -4,7 +4,8 @@ Every policy is trained here with the same CPU budget (optimizer steps × batch 
 decoded once (training/decoded_dataset.py), and evaluated on the same fresh scenes from the evaluation seed range
 (never used for recording) with `lerobot-vla eval`'s evaluator, synchronously. It prints success per task with 95 %
 Wilson intervals, flow_vla at several integration step counts, a data-scaling curve (flow_vla trained on the first
-N demonstrations), and the ratios to ACT; the JSON goes to the output directory. flow_vla trains with the virtual
+N demonstrations), path diversity (flow_vla on a dataset recorded with varied operator paths, at the same count)
+and the ratios to ACT; the JSON goes to the output directory. flow_vla trains with the virtual
 arm's CPU recipe (bench/policy_study.py).
 
     lerobot-vla bench sim-success --dataset-root outputs/demo/so101_virtual_demo --steps 4000 --eval-episodes 50
@@ -39,6 +40,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="flow_vla integration step counts to evaluate (default 1,2,4,10)")
     parser.add_argument("--demos", type=_int_list, default=[],
                         help="data-scaling curve: also train flow_vla on the first N demonstrations, e.g. 10,20,40")
+    parser.add_argument("--varied-dataset-root", default=None,
+                        help="path diversity: also train flow_vla on this dataset, recorded on the same arm with varied "
+                             "operator paths (lerobot-vla record --virtual_reach_detour_m 0.06), at the same count")
     parser.add_argument("--skip-act", action="store_true", help="flow_vla only")
     parser.add_argument("--output-dir", default=None, help="checkpoints and JSON (default outputs/bench/sim_success)")
 
@@ -73,6 +77,13 @@ def run(args: argparse.Namespace) -> int:
             subset = DecodedFrameDataset(dataset, args.chunk_size, episodes=list(range(count)))
             rows += train_and_evaluate(f"flow_vla_{count}_demos", "flow_vla", flow_settings, subset, args, out_dir)
 
+    if args.varied_dataset_root:
+        varied = LeRobotDataset(args.repo_id, root=args.varied_dataset_root)
+        count = min(total, varied.meta.total_episodes)
+        print(f"Decoding {count} demonstrations with varied paths from {args.varied_dataset_root} once ...", flush=True)
+        rows += train_and_evaluate(f"flow_vla_varied_paths_{count}_demos", "flow_vla", flow_settings,
+                                   DecodedFrameDataset(varied, args.chunk_size, episodes=list(range(count))),
+                                   args, out_dir)
     act = next((row for row in rows if row.type == "act"), None)
     print("\n" + format_rows(rows, act, "ACT"))
     write_rows(rows, out_dir / "sim_success.json")

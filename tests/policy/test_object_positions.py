@@ -185,8 +185,9 @@ def test_object_tokens_can_hold_the_first_estimate_of_an_episode(tiny_objects_da
     torch.testing.assert_close(policy.held_object_positions, held)
     assert not torch.allclose(live.model.encode_scene(moved_scene)[3], held)  # the live estimate moved ...
     with torch.no_grad():  # ... and the held tokens are what the expert read
-        prefix, mask, state, _ = policy.model.encode_scene(moved_scene, token_positions=(held, torch.ones(6)))
-        expected = policy.model.sample(policy.model.expert.cache_prefix(prefix, mask, state), noise,
+        prefix, mask, state, _, carried = policy.model.encode_scene(moved_scene,
+                                                                    token_positions=(held, torch.ones(6)))
+        expected = policy.model.sample(policy.model.cache_scene(prefix, mask, state, carried), noise,
                                        config.num_inference_steps)[:, :, : policy.action_dim]
     torch.testing.assert_close(later, expected)
 
@@ -195,6 +196,27 @@ def test_object_tokens_can_hold_the_first_estimate_of_an_episode(tiny_objects_da
     policy.hold_object_positions(torch.zeros_like(held))  # a caller may set them (e.g. a known layout)
     policy.predict_action_chunk(observation, noise=noise)
     assert not policy.held_object_positions.any()
+
+
+def test_object_positions_can_condition_every_expert_layer(tiny_objects_dataset_root):
+    """object_position_conditioning: the positions the tokens carry also reach the expert's conditioning, and the
+    action loss trains that path; without object tokens it is refused with the fix."""
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0, object_position_tokens=True,
+                              object_tokens_recorded_noise_m=0.0, object_position_conditioning=True)
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    torch.manual_seed(0)
+    policy = FlowVLAPolicy(config)
+    policy.train()
+    loss, _ = policy.forward(batch)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.any() for p in policy.model.object_condition.parameters())
+    policy.eval()
+    cache = policy.model.encode_prefix({k: v for k, v in batch.items() if k != OBJECTS_KEY})
+    assert cache[3] is not None and cache[3].shape == (6, config.expert_dim)
+    from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
+
+    with pytest.raises(ValueError, match="object_position_tokens=true"):
+        FlowVLAConfig(object_position_loss_weight=1.0, object_position_conditioning=True)
 
 
 def test_held_object_tokens_need_object_tokens():

@@ -16,16 +16,19 @@ from .conftest import REPO_ID, virtual_args
 def test_quick_bench_trains_and_evaluates_every_policy_on_the_same_scenes(tmp_path, capsys):
     root = tmp_path / "demos"
     assert cli.main(["record", *virtual_args(root, "--dataset.num_episodes=2", "--tasks", "red,blue")]) == 0
+    varied = tmp_path / "varied"  # the same scenes, the operator's reach detoured: path diversity
+    assert cli.main(["record", *virtual_args(varied, "--dataset.num_episodes=2", "--tasks", "red,blue",
+                                             "--virtual_reach_detour_m", "0.06")]) == 0
     out = tmp_path / "bench"
     assert cli.main(["bench", "sim-success", "--quick", "--dataset-root", str(root), "--repo-id", REPO_ID,
                      "--steps", "3", "--batch-size", "4", "--chunk-size", "8", "--eval-episodes", "2",
                      "--episode-time-s", "0.5", "--flow-steps", "1,2", "--demos", "1",
-                     "--output-dir", str(out)]) == 0
+                     "--varied-dataset-root", str(varied), "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     rows = json.loads((out / "sim_success.json").read_text())
     assert [r["policy"] for r in rows] == ["flow_vla (1 flow steps)", "flow_vla (2 flow steps)", "act",
-                                           "flow_vla_1_demos"]
-    assert [r["demos"] for r in rows] == [2, 2, 2, 1]
+                                           "flow_vla_1_demos", "flow_vla_varied_paths_2_demos"]
+    assert [r["demos"] for r in rows] == [2, 2, 2, 1, 2]
     for row in rows:
         assert row["summary"]["all"]["episodes"] == 2
         assert 0.0 <= row["summary"]["all"]["success_rate"] <= 1.0

@@ -38,8 +38,10 @@ from lerobot_vla_plugin.policies.flow_vla.rtc import (
 )
 from lerobot_vla_plugin.policies.flow_vla.uncertainty import corrupt_observations
 
-# Per-layer (key, value), attention mask, and the state's offset of the clean chunk (None without state_residual).
-PrefixCache = tuple[list[tuple[Tensor, Tensor]], Tensor, Tensor | None]
+# Per-layer (key, value), attention mask, the state's offset of the clean chunk (None without state_residual), and
+# the observation's conditioning vector added to the flow-time conditioning of every layer (None without
+# object_position_conditioning).
+PrefixCache = tuple[list[tuple[Tensor, Tensor]], Tensor, Tensor | None, Tensor | None]
 
 
 def pad_last_dim(tensor: Tensor, size: int) -> Tensor:
@@ -83,13 +85,15 @@ class ActionExpert(nn.Module):
             nn.Parameter(torch.randn(dim) * 0.02) if config.rtc_training_max_delay > 0 else None
         )
 
-    def cache_prefix(self, prefix: Tensor, prefix_mask: Tensor, state: Tensor | None = None) -> PrefixCache:
-        """Project the prefix to every layer's keys/values once per observation (and the state to its offset)."""
+    def cache_prefix(self, prefix: Tensor, prefix_mask: Tensor, state: Tensor | None = None,
+                     condition: Tensor | None = None) -> PrefixCache:
+        """Project the prefix to every layer's keys/values once per observation (and the state to its offset);
+        `condition` (B, dim) joins the flow-time conditioning of every layer."""
         kv = [layer.cross_attn.project_kv(prefix) for layer in self.layers]
         offset = None
         if self.state_to_action is not None and state is not None:
             offset = self.state_to_action(state.to(prefix.dtype))
-        return kv, prefix_mask[:, None, None, :], offset
+        return kv, prefix_mask[:, None, None, :], offset, condition
 
     def forward(
         self,
@@ -112,11 +116,13 @@ class ActionExpert(nn.Module):
             dim=-1,
         ).to(x_t.dtype)
         cond = self.cond_mlp(cond)
+        kv_per_layer, mask, offset, condition = cache
+        if condition is not None:
+            cond = cond + condition.to(cond.dtype)
         x = self.action_in(x_t) + self.position[: x_t.shape[1]] + cond[:, None, :]
         if prefix_steps is not None and self.prefix_embedding is not None:
             x = x + prefix_steps[:, :, None].to(x.dtype) * self.prefix_embedding
         cond = F.silu(cond)
-        kv_per_layer, mask, offset = cache
         action_mask = None if valid_steps is None else valid_steps[:, None, None, :]
         for layer, kv in zip(self.layers, kv_per_layer, strict=True):
             x = layer(x, cond, kv, mask, action_mask)
@@ -126,22 +132,25 @@ class ActionExpert(nn.Module):
 
 
 def repeat_cache(cache: PrefixCache, repeats: int) -> PrefixCache:
-    kv, mask, offset = cache
+    kv, mask, offset, condition = cache
     return (
         [(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in kv],
         mask.repeat_interleave(repeats, 0),
         None if offset is None else offset.repeat_interleave(repeats, 0),
+        None if condition is None else condition.repeat_interleave(repeats, 0),
     )
 
 
 def select_cache(cache: PrefixCache, index: Tensor | slice) -> PrefixCache:
-    kv, mask, offset = cache
-    return [(k[index], v[index]) for k, v in kv], mask[index], None if offset is None else offset[index]
+    kv, mask, offset, condition = cache
+    return ([(k[index], v[index]) for k, v in kv], mask[index], None if offset is None else offset[index],
+            None if condition is None else condition[index])
 
 
 def detach_cache(cache: PrefixCache) -> PrefixCache:
-    kv, mask, offset = cache
-    return [(k.detach(), v.detach()) for k, v in kv], mask, None if offset is None else offset.detach()
+    kv, mask, offset, condition = cache
+    return ([(k.detach(), v.detach()) for k, v in kv], mask, None if offset is None else offset.detach(),
+            None if condition is None else condition.detach())
 
 
 class PrefixReadout(nn.Module):
@@ -230,6 +239,11 @@ class FlowVLAModel(nn.Module):
         self.object_tokens = (
             ObjectPositionTokens(config.object_position_count, context_dim) if config.object_position_tokens else None
         )
+        self.object_condition = None  # the same positions, straight into every expert layer's conditioning
+        if config.object_position_conditioning:
+            self.object_condition = nn.Sequential(
+                nn.Linear(2 * config.object_position_count, config.expert_dim), nn.SiLU(),
+                nn.Linear(config.expert_dim, config.expert_dim))
 
     # ----- inputs -----------------------------------------------------------------------------------------
     def prepare_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
@@ -262,22 +276,30 @@ class FlowVLAModel(nn.Module):
         return pad_last_dim(state.float(), self.config.max_state_dim)
 
     def encode_prefix(self, batch: dict[str, Tensor]) -> PrefixCache:
-        prefix, mask, state = self.encode_prefix_tokens(batch)
-        return self.expert.cache_prefix(prefix, mask, state)
+        prefix, mask, state, _, carried = self.encode_scene(batch)
+        return self.cache_scene(prefix, mask, state, carried)
+
+    def cache_scene(self, prefix: Tensor, mask: Tensor, state: Tensor | None, carried: Tensor | None) -> PrefixCache:
+        """The expert's cache of an encoded scene; `carried`: the object positions its tokens carry."""
+        condition = None
+        if self.object_condition is not None and carried is not None:
+            condition = self.object_condition(carried.flatten(1))
+        return self.expert.cache_prefix(prefix, mask, state, condition)
 
     def encode_prefix_tokens(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
         """(prefix tokens, their mask, the padded state) of an observation batch."""
-        prefix, mask, state, _ = self.encode_scene(batch)
+        prefix, mask, state, _, _ = self.encode_scene(batch)
         return prefix, mask, state
 
     def encode_scene(self, batch: dict[str, Tensor], with_estimate: bool = False,
                      token_positions: tuple[Tensor, Tensor] | None = None
-                     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+                     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
         """encode_prefix_tokens plus the object-position estimate (B, objects, 2) in decimetres: computed when it
         becomes object tokens or `with_estimate` asks (the training target), else None. With
         object_readout_source="keypoints" it reads where the image keypoints look, not the fused prefix.
         `token_positions`, training only: ((B, objects, 2) in decimetres, (B,) mask), what the object tokens of
-        the masked samples carry instead of the estimate (see FlowVLAConfig.object_tokens_recorded_noise_m)."""
+        the masked samples carry instead of the estimate (see FlowVLAConfig.object_tokens_recorded_noise_m).
+        Last, the positions the object tokens carry (B, objects, 2), or None without object tokens."""
         if OBS_LANGUAGE_TOKENS not in batch:
             raise KeyError(
                 f"'{OBS_LANGUAGE_TOKENS}' is missing: run observations through the flow_vla preprocessor "
@@ -292,7 +314,7 @@ class FlowVLAModel(nn.Module):
         else:
             prefix, mask = self.prefix_encoder(*inputs)
         if self.object_readout is None or not (with_estimate or self.object_tokens is not None):
-            return prefix, mask, state, None
+            return prefix, mask, state, None, None
         if self.config.object_readout_source == "keypoints":
             if keypoints is None:
                 raise ValueError("object_readout_source='keypoints' reads the camera keypoints, but this batch has "
@@ -300,6 +322,7 @@ class FlowVLAModel(nn.Module):
             estimate = self.object_readout(keypoints)
         else:
             estimate = self.object_readout(prefix, mask)
+        carried = None
         if self.object_tokens is not None:
             carried = estimate.detach()
             if token_positions is not None:
@@ -308,7 +331,7 @@ class FlowVLAModel(nn.Module):
             tokens = self.object_tokens(carried)
             prefix = torch.cat([prefix, tokens], dim=1)
             mask = torch.cat([mask, torch.ones(tokens.shape[:2], dtype=mask.dtype, device=mask.device)], dim=1)
-        return prefix, mask, state, estimate
+        return prefix, mask, state, estimate, carried
 
     def recorded_token_positions(self, positions: Tensor, sample_mask: Tensor) -> tuple[Tensor, Tensor]:
         """The object tokens' training input: the recorded table x/y (decimetres) plus Gaussian noise of
@@ -396,9 +419,9 @@ class FlowVLAModel(nn.Module):
         token_positions = None
         if objects is not None and self.object_tokens is not None and self.config.object_tokens_recorded_noise_m >= 0:
             token_positions = self.recorded_token_positions(*objects)
-        prefix, prefix_mask, state, object_estimate = self.encode_scene(
+        prefix, prefix_mask, state, object_estimate, carried = self.encode_scene(
             batch, with_estimate=objects is not None, token_positions=token_positions)
-        cache = self.expert.cache_prefix(prefix, prefix_mask, state)
+        cache = self.cache_scene(prefix, prefix_mask, state, carried)
         batch_size = actions.shape[0]
         valid_steps = loss_mask.amax(dim=-1) > 0
         if noise is None:
@@ -560,10 +583,10 @@ class FlowVLAPolicy(PreTrainedPolicy):
         if self.config.object_tokens_at_run_time != "first" or self.model.object_tokens is None:
             return self.model.encode_prefix(batch)
         token_positions = None if held is None else (held, torch.ones(held.shape[0], device=held.device))
-        prefix, mask, state, estimate = self.model.encode_scene(batch, token_positions=token_positions)
+        prefix, mask, state, estimate, carried = self.model.encode_scene(batch, token_positions=token_positions)
         if held is None and may_hold:
             self.held_object_positions = estimate
-        return self.model.expert.cache_prefix(prefix, mask, state)
+        return self.model.cache_scene(prefix, mask, state, carried)
 
     def get_optim_params(self) -> list[nn.Parameter]:
         return [param for param in self.parameters() if param.requires_grad]
