@@ -50,10 +50,6 @@ def _cylindrical(pos: np.ndarray) -> tuple[float, float, float]:
     return float(np.hypot(*rel)), float(math.atan2(rel[1], rel[0])), float(pos[2])
 
 
-class _NoDetour(Exception):
-    pass
-
-
 class ScriptedOperator:
     """Plans one pick-and-place demonstration for `task_key` and replays it as joint targets over time.
 
@@ -134,14 +130,7 @@ class ScriptedOperator:
         self._pose: tuple[np.ndarray, float] | None = None
 
         pre_grasp = (np.r_[grasp_xy, above_z], grasp_yaw)
-        planned = len(self._samples_t)
-        try:
-            if self.reach_detour_m <= 0:
-                raise _NoDetour
-            self._move_joints_to_pose(self._detour(pre_grasp), gripper_open, duration(0.8, 1.2))
-            self._move_cartesian(pre_grasp, gripper_open, duration(0.7, 1.1))
-        except (_NoDetour, RuntimeError):  # none asked, or the via point is out of reach: straight there
-            del self._samples_t[planned:], self._samples_q[planned:]
+        if not (self.reach_detour_m > 0 and self._reach_via_detour(pre_grasp, gripper_open, duration)):
             self._move_joints_to_pose(pre_grasp, gripper_open, duration(1.2, 1.9))
         self._hold(duration(0.1, 0.4))
         self._move_cartesian((np.r_[grasp_xy, grasp_z], grasp_yaw), gripper_open, duration(0.7, 1.1))
@@ -165,6 +154,17 @@ class ScriptedOperator:
         del self._samples_t, self._samples_q, self._pose
 
     # -- planning helpers ------------------------------------------------------------------------------
+    def _reach_via_detour(self, pose: tuple[np.ndarray, float], gripper: float, duration) -> bool:
+        """Plan the reach to `pose` through a detour; False (nothing planned) when the via point is out of reach."""
+        planned = len(self._samples_t)
+        try:
+            self._move_joints_to_pose(self._detour(pose), gripper, duration(0.8, 1.2))
+            self._move_cartesian(pose, gripper, duration(0.7, 1.1))
+        except RuntimeError:
+            del self._samples_t[planned:], self._samples_q[planned:]
+            return False
+        return True
+
     def _detour(self, pose: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
         """A via point up to reach_detour_m off `pose` across the table and 0-4 cm higher: the hand first goes
         roughly toward the cube, then homes in on it. The arm then passes through states from which only the
