@@ -579,12 +579,11 @@ class FlowVLAPolicy(PreTrainedPolicy):
     def _encode_for_acting(self, batch: dict[str, Tensor], may_hold: bool) -> PrefixCache:
         """The prefix cache to act from: with object_tokens_at_run_time="first" the object tokens carry the held
         estimate, which the first call with `may_hold` takes from its observation."""
-        held = self.held_object_positions
-        if self.config.object_tokens_at_run_time != "first" or self.model.object_tokens is None:
-            return self.model.encode_prefix(batch)
+        holds = self.config.object_tokens_at_run_time == "first"  # the config ensures object tokens then
+        held = self.held_object_positions if holds else None
         token_positions = None if held is None else (held, torch.ones(held.shape[0], device=held.device))
         prefix, mask, state, estimate, carried = self.model.encode_scene(batch, token_positions=token_positions)
-        if held is None and may_hold:
+        if holds and held is None and may_hold:
             self.held_object_positions = estimate
         return self.model.cache_scene(prefix, mask, state, carried)
 
