@@ -161,3 +161,6 @@ def test_outlier_exposure_leaves_lerobot_padding_masks_alone():
     assert corrupted["observation.images.front"].shape == (8, 1, 3, 12, 16)
     assert not torch.equal(corrupted["observation.state"][5:], batch["observation.state"][5:]) or not torch.equal(
         corrupted["observation.images.front"][5:], batch["observation.images.front"][5:])
+    cameras_only = corrupt_observations(batch, 3, displace_state=False)
+    assert torch.equal(cameras_only["observation.state"], batch["observation.state"])
+    assert not torch.equal(cameras_only["observation.images.front"][5:], batch["observation.images.front"][5:])

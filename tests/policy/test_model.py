@@ -334,3 +334,17 @@ def test_far_future_actions_train_a_readout_whose_gradient_reaches_the_image_enc
     assert policy.model.prefix_encoder.image_encoder[0][0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="future_action_offsets"):
         make_tiny_config(future_action_offsets=(CHUNK - 1,))
+
+
+def test_chunk_steps_carry_a_fixed_step_code_unless_learned_alone():
+    """Near t = 1 the expert's input is noise: the sine-cosine step code is what tells the chunk's steps apart.
+    It is a non-persistent buffer, so checkpoints load whichever encoding they were saved with."""
+    sinusoidal = FlowVLAPolicy(make_tiny_config())
+    code = sinusoidal.model.expert.step_code
+    assert code.shape[0] == CHUNK and torch.cdist(code, code).add(torch.eye(CHUNK) * 1e3).min() > 0.5
+    assert "model.expert.step_code" not in sinusoidal.state_dict()
+    learned = FlowVLAPolicy(make_tiny_config(chunk_step_encoding="learned"))
+    assert learned.model.expert.step_code.abs().max() == 0
+    learned.load_state_dict(sinusoidal.state_dict())
+    with pytest.raises(ValueError, match="chunk_step_encoding"):
+        make_tiny_config(chunk_step_encoding="rope")

@@ -50,3 +50,27 @@ def test_training_moves_the_prediction_away_from_the_state():
 def test_state_residual_needs_the_clean_action_parametrization():
     with pytest.raises(ValueError, match="clean_action"):
         make_tiny_config(state_residual=True, parametrization="velocity")
+
+
+def test_outlier_exposure_leaves_the_state_alone_when_it_feeds_the_chunk():
+    """A displaced state would pass straight into the predicted chunk; only the cameras are corrupted then."""
+    from lerobot_vla_plugin.policies.flow_vla import modeling_flow_vla
+
+    config = make_tiny_config(state_residual=True, outlier_exposure_fraction=0.4)
+    policy = FlowVLAPolicy(config)
+    batch = preprocessed(config)
+    seen = []
+    real = modeling_flow_vla.corrupt_observations
+
+    def spy(batch, count, displace_state=True):
+        corrupted = real(batch, count, displace_state)
+        seen.append(torch.equal(corrupted["observation.state"], batch["observation.state"]))
+        return corrupted
+
+    modeling_flow_vla.corrupt_observations = spy
+    try:
+        policy.train()
+        policy.forward(batch)
+    finally:
+        modeling_flow_vla.corrupt_observations = real
+    assert seen == [True]

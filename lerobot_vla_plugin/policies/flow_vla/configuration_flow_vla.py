@@ -92,6 +92,11 @@ class FlowVLAConfig(PreTrainedConfig):
     expert_dim: int = 128
     expert_heads: int = 4  # attention heads of the action expert
     n_expert_layers: int = 3  # transformer layers of the action expert
+    # How the expert tells the chunk's steps apart: "sinusoidal" (a fixed sine-cosine code of the step index plus
+    # a learned one) or "learned" (a learned code alone, initialised small). Measured on the virtual SO-101 after
+    # 800 steps on one demonstration: with the learned code alone the predicted chunks were nearly flat, the first
+    # action 10-30 units ahead of the recorded one.
+    chunk_step_encoding: str = "sinusoidal"
 
     # Far-future auxiliary (training only): the prefix also predicts the actions these many steps ahead, beyond
     # the chunk (e.g. 60..150: 2-5 s, where the arm will reach, grasp and release), through a small readout,
@@ -219,6 +224,8 @@ class FlowVLAConfig(PreTrainedConfig):
             raise ValueError(
                 f"backbone must be '{SMALL_BACKBONE}' or '{PRETRAINED_BACKBONE}', got '{self.backbone}'."
             )
+        if self.chunk_step_encoding not in ("sinusoidal", "learned"):
+            raise ValueError(f"chunk_step_encoding must be 'sinusoidal' or 'learned', got '{self.chunk_step_encoding}'.")
         if self.parametrization not in ("clean_action", "velocity"):
             raise ValueError(f"parametrization must be 'clean_action' or 'velocity', got '{self.parametrization}'.")
         if self.state_residual and self.parametrization != "clean_action":

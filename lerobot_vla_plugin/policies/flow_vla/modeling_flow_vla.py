@@ -59,6 +59,13 @@ class ActionExpert(nn.Module):
         self.config = config
         self.action_in = nn.Linear(config.max_action_dim, dim)
         self.position = nn.Parameter(torch.randn(config.chunk_size, dim) * 0.02)
+        # Fixed sine-cosine code of each step's index in the chunk (periods 2 steps .. 4 chunks), at the scale of
+        # the action embedding: near t = 1 the input is noise, and the step index is all that tells the steps of
+        # the chunk apart. With the small learned code alone the expert predicted nearly flat chunks.
+        steps = torch.arange(config.chunk_size, dtype=torch.float32) / config.chunk_size
+        step_code = sinusoidal_embedding(steps, dim, 2.0 / config.chunk_size, 4.0)
+        self.register_buffer("step_code", step_code if config.chunk_step_encoding == "sinusoidal"
+                             else torch.zeros_like(step_code), persistent=False)
         self.cond_mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.layers = nn.ModuleList(
             ExpertLayer(dim, config.expert_heads, context_dim, config.dim_feedforward_multiplier, config.dropout)
@@ -119,7 +126,7 @@ class ActionExpert(nn.Module):
         kv_per_layer, mask, offset, condition = cache
         if condition is not None:
             cond = cond + condition.to(cond.dtype)
-        x = self.action_in(x_t) + self.position[: x_t.shape[1]] + cond[:, None, :]
+        x = self.action_in(x_t) + self.position[: x_t.shape[1]] + self.step_code[: x_t.shape[1]] + cond[:, None, :]
         if prefix_steps is not None and self.prefix_embedding is not None:
             x = x + prefix_steps[:, :, None].to(x.dtype) * self.prefix_embedding
         cond = F.silu(cond)
@@ -629,7 +636,9 @@ class FlowVLAPolicy(PreTrainedPolicy):
         if n_outliers > 0:
             # The last n_outliers samples: corrupted observation, actions of random other samples.
             source = torch.randint(0, actions.shape[0] - n_outliers, (n_outliers,), device=actions.device)
-            batch = corrupt_observations(batch, n_outliers)
+            # With state_residual a displaced state would pass straight into the predicted chunk (2-4 standard
+            # deviations off, which the expert cannot learn to cancel): only the cameras are corrupted then.
+            batch = corrupt_observations(batch, n_outliers, displace_state=not self.config.state_residual)
             actions = torch.cat([actions[:-n_outliers], actions[source]])
             loss_mask = torch.cat([loss_mask[:-n_outliers], loss_mask[source]])
             if future is not None:  # a corrupted observation says nothing about the far future either

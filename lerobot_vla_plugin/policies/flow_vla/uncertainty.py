@@ -44,16 +44,17 @@ def perturb_observation(
             height = value.shape[-2]
             image[..., : int(height * occlusion_fraction), :] = 0.5
             perturbed[key] = image
-    if OBS_STATE in batch:
+    if OBS_STATE in batch and displace_state:
         state = batch[OBS_STATE]
         direction = torch.randn(state.shape, generator=generator, device="cpu").to(state.device).sign()
         perturbed[OBS_STATE] = state + state_offset_std * direction
     return perturbed
 
 
-def corrupt_observations(batch: dict[str, Tensor], count: int) -> dict[str, Tensor]:
+def corrupt_observations(batch: dict[str, Tensor], count: int, displace_state: bool = True) -> dict[str, Tensor]:
     """Corrupt the last `count` samples of a preprocessed training batch with random severity: camera
-    noise, a grey occluding block of random size, a displaced state (each applied at random).
+    noise, a grey occluding block of random size, a displaced state (each applied at random; the state only
+    with `displace_state`, and then every sample whose camera is left clean).
 
     Used for outlier exposure: paired with actions from *other* samples, they teach the flow that a
     corrupted observation carries no information about the action, so its chunks spread out.
@@ -64,7 +65,8 @@ def corrupt_observations(batch: dict[str, Tensor], count: int) -> dict[str, Tens
     some_key = next(k for k, v in batch.items() if isinstance(v, Tensor))
     device = batch[some_key].device
     apply_image = torch.rand(count, device=device) < 0.7
-    apply_state = (torch.rand(count, device=device) < 0.7) | ~apply_image
+    apply_image = apply_image | (not displace_state)
+    apply_state = ((torch.rand(count, device=device) < 0.7) | ~apply_image) & displace_state
     for key, value in batch.items():
         if not _is_image(key, value):
             continue
@@ -84,7 +86,7 @@ def corrupt_observations(batch: dict[str, Tensor], count: int) -> dict[str, Tens
         noisy = torch.where(block, grey, noisy).clamp(0.0, 1.0)
         keep = ~apply_image.view(shape)
         corrupted[key] = torch.cat([value[:-count], torch.where(keep, tail, noisy).to(value.dtype)])
-    if OBS_STATE in batch:
+    if OBS_STATE in batch and displace_state:
         state = batch[OBS_STATE]
         tail = state[-count:]
         offset = (2.0 + 2.0 * torch.rand(tail.shape, device=device)) * torch.randint_like(tail, 0, 2).mul(2).sub(1)
