@@ -44,7 +44,7 @@ def perturb_observation(
             height = value.shape[-2]
             image[..., : int(height * occlusion_fraction), :] = 0.5
             perturbed[key] = image
-    if OBS_STATE in batch and displace_state:
+    if OBS_STATE in batch:
         state = batch[OBS_STATE]
         direction = torch.randn(state.shape, generator=generator, device="cpu").to(state.device).sign()
         perturbed[OBS_STATE] = state + state_offset_std * direction
