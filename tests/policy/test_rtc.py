@@ -161,9 +161,10 @@ def test_guidance_makes_the_delayed_actions_follow_the_leftover(wave_policy, jac
     error_free = (free[:, :delay] - leftover[:, :delay]).abs().mean()
     error_guided = (guided[:, :delay] - leftover[:, :delay]).abs().mean()
     assert error_guided < 0.5 * error_free
-    # Past the horizon the weights are zero: the chunk is pulled far less there than on the prefix.
-    change = (guided - free).abs().mean(dim=(0, 2))
-    assert change[CHUNK - 1] < change[:delay].mean()
+    # The guidance pins only the first steps, yet the model keeps the rest of the chunk coherent with them: the
+    # new chunk continues the previous one's wave past the delay as well (what makes the boundary smooth).
+    later = slice(delay, leftover.shape[1])
+    assert (guided[:, later] - leftover[:, later]).abs().mean() < 0.5 * (free[:, later] - leftover[:, later]).abs().mean()
 
 
 def test_a_single_guided_step_lands_on_the_leftover_instead_of_overshooting(wave_policy):
