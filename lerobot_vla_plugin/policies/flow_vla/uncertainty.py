@@ -53,8 +53,8 @@ def perturb_observation(
 
 def corrupt_observations(batch: dict[str, Tensor], count: int, displace_state: bool = True) -> dict[str, Tensor]:
     """Corrupt the last `count` samples of a preprocessed training batch with random severity: camera
-    noise, a grey occluding block of random size, a displaced state (each applied at random; the state only
-    with `displace_state`, and then every sample whose camera is left clean).
+    noise, a grey occluding block of random size, a displaced state (each at random, every sample at least one).
+    Without `displace_state` the state is left as it is and every sample gets the camera corruption.
 
     Used for outlier exposure: paired with actions from *other* samples, they teach the flow that a
     corrupted observation carries no information about the action, so its chunks spread out.
