@@ -346,5 +346,18 @@ def test_chunk_steps_carry_a_fixed_step_code_unless_learned_alone():
     learned = FlowVLAPolicy(make_tiny_config(chunk_step_encoding="learned"))
     assert learned.model.expert.step_code.abs().max() == 0
     learned.load_state_dict(sinusoidal.state_dict())
+
+    def step_spread(policy):
+        # The same noise at every step and no learned code: only the fixed code can make the steps differ.
+        policy.model.expert.position.data.zero_()
+        batch = preprocessed(policy.config, batch_size=2)
+        x_t = torch.randn(2, 1, policy.config.max_action_dim).expand(2, CHUNK, -1)
+        time = torch.ones(2)
+        with torch.no_grad():
+            out = policy.model.expert(x_t, time, torch.zeros(2), policy.model.encode_prefix(batch))
+        return (out - out[:, :1]).abs().amax().item()
+
+    assert step_spread(sinusoidal) > 1e-3
+    assert step_spread(learned) < 1e-5
     with pytest.raises(ValueError, match="chunk_step_encoding"):
         make_tiny_config(chunk_step_encoding="rope")

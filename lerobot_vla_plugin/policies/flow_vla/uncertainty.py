@@ -64,9 +64,11 @@ def corrupt_observations(batch: dict[str, Tensor], count: int, displace_state: b
     corrupted = dict(batch)
     some_key = next(k for k, v in batch.items() if isinstance(v, Tensor))
     device = batch[some_key].device
-    apply_image = torch.rand(count, device=device) < 0.7
-    apply_image = apply_image | (not displace_state)
-    apply_state = ((torch.rand(count, device=device) < 0.7) | ~apply_image) & displace_state
+    if displace_state:
+        apply_image = torch.rand(count, device=device) < 0.7
+        apply_state = (torch.rand(count, device=device) < 0.7) | ~apply_image
+    else:
+        apply_image = torch.ones(count, dtype=torch.bool, device=device)
     for key, value in batch.items():
         if not _is_image(key, value):
             continue
