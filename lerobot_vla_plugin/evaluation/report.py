@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .evaluator import EvaluatedEpisode
-from .outcome import FAILURE_MODES, EpisodeResult
+from .outcome import FAILURE_MODES, EpisodeResult, GraspAim
 
 Z_95 = 1.959963984540054
 
@@ -40,6 +40,7 @@ def summarize(results: list[EpisodeResult]) -> dict[str, dict]:
         successes = sum(r.success for r in group)
         low, high = wilson_interval(successes, len(group))
         times = [r.time_to_success_s for r in group if r.success]
+        aims = [GraspAim(**r.first_grasp_aim) for r in group if r.first_grasp_aim is not None]
         summary[task] = {
             "episodes": len(group),
             "successes": successes,
@@ -47,6 +48,10 @@ def summarize(results: list[EpisodeResult]) -> dict[str, dict]:
             "wilson95": [low, high],
             "failure_modes": {mode: sum(r.failure_mode == mode for r in group) for mode in FAILURE_MODES},
             "mean_time_to_success_s": float(np.mean(times)) if times else None,
+            "grasp_attempts": len(aims),
+            "median_grasp_offset_mm": float(np.median([a.offset_mm for a in aims])) if aims else None,
+            "median_grasp_heading_error_deg": (float(np.median([abs(a.heading_error_deg) for a in aims]))
+                                               if aims else None),
             "mean_wall_s_per_episode": float(np.mean([r.wall_s for r in group])),
             "mean_simulated_s_per_episode": float(np.mean([r.simulated_s for r in group])),
         }
@@ -54,16 +59,20 @@ def summarize(results: list[EpisodeResult]) -> dict[str, dict]:
 
 
 def format_table(summary: dict[str, dict]) -> str:
+    """One row per task. `grasp aim` is the median GraspAim over the episodes whose gripper closed for a grasp:
+    the jaws' horizontal offset from the cube's centre and their turn from its faces (outcome.py)."""
     modes = "  ".join(f"{mode:>13}" for mode in FAILURE_MODES)
     lines = [f"{'task':<6} {'success':>8} {'rate':>6} {'95% Wilson':>14}  {modes}  {'to success':>10}  "
-             f"{'wall/episode':>12}"]
+             f"{'grasp aim':>15}  {'wall/episode':>12}"]
     for task, row in summary.items():
         low, high = row["wilson95"]
         to_success = row["mean_time_to_success_s"]
         counts = "  ".join(f"{row['failure_modes'][mode]:>13}" for mode in FAILURE_MODES)
+        aim = ("-" if row["median_grasp_offset_mm"] is None
+               else f"{row['median_grasp_offset_mm']:.0f} mm {row['median_grasp_heading_error_deg']:.0f} deg")
         lines.append(f"{task:<6} {row['successes']:>4}/{row['episodes']:<3} {100 * row['success_rate']:>5.0f}% "
                      f"[{100 * low:>4.0f}%, {100 * high:>3.0f}%]  {counts}  "
-                     f"{'-' if to_success is None else f'{to_success:.1f} s':>10}  "
+                     f"{'-' if to_success is None else f'{to_success:.1f} s':>10}  {aim:>15}  "
                      f"{row['mean_wall_s_per_episode']:>10.1f} s")
     return "\n".join(lines)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from lerobot_vla_plugin.sim.kinematics import GRASP_SITE
 from lerobot_vla_plugin.sim.servo_mapping import joint_to_servo_steps, servo_steps_to_joint
 
 __all__ = [
@@ -84,6 +85,7 @@ class SO101Sim:
         self._cube_bodies = {k: self.model.body(f"{k}_cube").id for k in TASKS}
         self._bowl_mocap = self.model.body_mocapid[self.model.body("bowl").id]
         self._gripper_body_ids = {self.model.body(n).id for n in _GRIPPER_BODIES}
+        self._grasp_site = self.model.site(GRASP_SITE).id
         self.reset()
 
     # -- time ----------------------------------------------------------------------------------------
@@ -186,6 +188,11 @@ class SO101Sim:
         """Heading of the cube's x face normal, used to line the jaws up with two faces."""
         rot = self.data.xmat[self._cube_bodies[self._check_task(task_key)]].reshape(3, 3)
         return float(np.arctan2(rot[1, 0], rot[0, 0]))
+
+    def jaw_pose(self) -> tuple[np.ndarray, float]:
+        """Where the jaws would close now: the grasp site's position (3,) and the heading of its closing axis."""
+        rot = self.data.site_xmat[self._grasp_site].reshape(3, 3)
+        return self.data.site_xpos[self._grasp_site].copy(), float(np.arctan2(rot[1, 0], rot[0, 0]))
 
     def gripper_touches(self, task_key: str) -> bool:
         cube_geom = self._cube_geoms[self._check_task(task_key)]

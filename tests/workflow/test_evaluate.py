@@ -16,7 +16,8 @@ from PIL import Image
 import lerobot_robot_vla_plugin  # noqa: F401  (registers our robot, camera and policy like plugin discovery)
 from lerobot_vla_plugin import cli
 from lerobot_vla_plugin.evaluation.evaluator import VirtualEvaluator, VirtualRig, episode_specs
-from lerobot_vla_plugin.evaluation.report import summarize, wilson_interval
+from lerobot_vla_plugin.evaluation.outcome import GraspAim
+from lerobot_vla_plugin.evaluation.report import format_table, summarize, wilson_interval
 from lerobot_vla_plugin.evaluation.scripted_runner import ScriptedOperatorRunner
 from lerobot_vla_plugin.arms.virtual_so101 import follower_action_from_joint_angles
 from lerobot_vla_plugin.sim.scene_seeds import EVALUATION_SEED_START, evaluation_scene_seed, recording_scene_seed
@@ -85,9 +86,36 @@ def test_replaying_the_scripted_operator_succeeds_on_both_tasks(rig):
         # The episode ends when the cube rests in the bowl, well before the time limit.
         assert result.time_to_success_s == result.simulated_s < 20
         assert len(episode.frames) == 3 and episode.frames[0].shape == (120, 160, 3)
+        # The operator closes the jaws on the cube's centre, square to two of its faces.
+        aim = GraspAim(**result.first_grasp_aim)
+        assert aim.offset_mm < 6 and abs(aim.heading_error_deg) < 5 and 0 < aim.height_mm < 12, aim
     summary = summarize([e.result for e in episodes])
     assert summary["red"]["successes"] == summary["blue"]["successes"] == 1
     assert summary["all"]["success_rate"] == 1.0
+    assert summary["all"]["grasp_attempts"] == 2 and summary["all"]["median_grasp_offset_mm"] < 6
+
+
+class PanOffsetRunner:
+    """The scripted operator with its shoulder pan turned a constant few degrees: it reaches beside the cube."""
+
+    def __init__(self, virtual, degrees: float):
+        self.operator, self.degrees = ScriptedOperatorRunner(virtual), degrees
+
+    def reset(self, task: str) -> None:
+        self.operator.reset(task)
+
+    def act(self, observation: dict) -> dict[str, float]:
+        action = self.operator.act(observation)
+        action["shoulder_pan.pos"] += self.degrees
+        return action
+
+
+def test_the_grasp_aim_measures_how_far_beside_the_cube_the_jaws_closed(rig):
+    """8 degrees of pan at the cube's 15-24 cm from the pan axis put the jaws 2-3.5 cm beside it."""
+    [episode] = evaluate(rig, PanOffsetRunner(rig.virtual, 8.0), episodes=1, episode_time_s=8)
+    aim = GraspAim(**episode.result.first_grasp_aim)
+    assert 15 < aim.offset_mm < 45, aim
+    assert "mm" in format_table(summarize([episode.result]))
 
 
 def test_an_arm_that_stays_at_rest_never_grasps(rig):
@@ -95,6 +123,8 @@ def test_an_arm_that_stays_at_rest_never_grasps(rig):
     assert not episode.result.success
     assert episode.result.failure_mode == "never_grasped"
     assert episode.result.simulated_s == pytest.approx(2.0)
+    assert episode.result.first_grasp_aim is None  # the gripper never opened, so it never closed for a grasp
+    assert summarize([episode.result])["red"]["median_grasp_offset_mm"] is None
 
 
 class PressIntoTableRunner(RestPoseRunner):
