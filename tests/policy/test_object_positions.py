@@ -219,39 +219,6 @@ def test_object_positions_can_condition_every_expert_layer(tiny_objects_dataset_
         FlowVLAConfig(object_position_loss_weight=1.0, object_position_conditioning=True)
 
 
-def test_object_position_codes_tell_centimetres_apart_and_reach_tokens_and_conditioning(tiny_objects_dataset_root):
-    """object_position_frequencies: beside the raw x/y (decimetres) the tokens and the conditioning read a
-    sine-cosine code, under which 2 cm moves the features many times as far as it moves the raw coordinates;
-    both paths train; 0 keeps the raw x/y alone; it needs object tokens."""
-    from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
-    from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import object_position_features
-
-    here = torch.tensor([[[1.9, 0.3], [2.0, -1.0], [2.2, 0.5]]])
-    there = here + torch.tensor([0.2, 0.0])  # 2 cm further along x
-    assert object_position_features(here, 0) is here
-    coded_here, coded_there = object_position_features(here, 6), object_position_features(there, 6)
-    assert coded_here.shape == (1, 3, 2 + 4 * 6)
-    assert torch.equal(coded_here[..., :2], here)
-    assert (coded_there - coded_here).norm(dim=-1).min() > 5 * 0.2
-
-    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0, object_position_tokens=True,
-                              object_tokens_recorded_noise_m=0.0, object_position_conditioning=True,
-                              object_position_frequencies=2)
-    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
-    torch.manual_seed(0)
-    policy = FlowVLAPolicy(config)
-    assert policy.model.object_tokens.embed[0].in_features == 2 + 4 * 2
-    assert policy.model.object_condition[0].in_features == (2 + 4 * 2) * config.object_position_count
-    policy.train()
-    loss, _ = policy.forward(batch)
-    loss.backward()
-    for path in (policy.model.object_tokens.embed, policy.model.object_condition):
-        assert all(p.grad is not None and p.grad.any() for p in path.parameters())
-    for wrong in ({"object_position_frequencies": 2}, {"object_position_tokens": True, "object_position_frequencies": -1}):
-        with pytest.raises(ValueError, match="object_position_frequencies"):
-            FlowVLAConfig(object_position_loss_weight=1.0, **wrong)
-
-
 def test_held_object_tokens_need_object_tokens():
     from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
 

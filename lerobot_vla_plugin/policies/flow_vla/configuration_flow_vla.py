@@ -139,13 +139,6 @@ class FlowVLAConfig(PreTrainedConfig):
     # with tokens alone, moving the instructed cube's token 10 cm moved the first chunk's target by 0.2 units,
     # i.e. the expert ignored it and reached for the average layout.
     object_position_conditioning: bool = False
-    # Sine-cosine codes of the object positions (this many periods from 5 cm to 80 cm, per coordinate) beside the
-    # raw table x/y, wherever the tokens and the conditioning read them; 0 feeds the raw x/y alone. On the virtual
-    # SO-101 the cubes lie 15-23.5 cm from the pan axis, so the raw x barely varies while the reach it decides
-    # (shoulder_lift and elbow_flex, about 50 degrees per 10 cm) is the steepest part of the mapping. Measured
-    # with raw x/y (5 500 steps): moving the instructed cube's token 10 cm outward moved the reach 4-5 degrees,
-    # and the jaws closed 2-5 cm from the cube's centre.
-    object_position_frequencies: int = 0
     # What the readout reads: "prefix" (the fused camera, language and state tokens, by cross-attention) or
     # "keypoints" (where the image keypoint detectors look, plus the pooled instruction, by an MLP). Measured on
     # the virtual SO-101 (120 demonstrations, vision only, 30 unseen layouts, arm at rest): a readout attending
@@ -276,9 +269,6 @@ class FlowVLAConfig(PreTrainedConfig):
         if self.object_tokens_at_run_time not in ("live", "first"):
             raise ValueError(
                 f"object_tokens_at_run_time must be 'live' or 'first', got '{self.object_tokens_at_run_time}'.")
-        if self.object_position_frequencies < 0 or (self.object_position_frequencies and not self.object_position_tokens):
-            raise ValueError("object_position_frequencies codes the positions the object tokens carry: set it >= 0 "
-                             "with --policy.object_position_tokens=true, or drop it.")
         if self.object_position_conditioning and not self.object_position_tokens:
             raise ValueError("object_position_conditioning feeds the object tokens' positions to the expert: add "
                              "--policy.object_position_tokens=true, or drop it.")

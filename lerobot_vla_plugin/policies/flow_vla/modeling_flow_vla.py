@@ -204,33 +204,20 @@ class KeypointObjectReadout(nn.Module):
 
 
 OBJECT_POSITION_SCALE = 10.0  # metres -> decimetres for the object-position target
-OBJECT_POSITION_PERIODS_DM = (0.5, 8.0)  # object_position_frequencies: from a grasp's margin to the whole table
-
-
-def object_position_features(positions: Tensor, frequencies: int) -> Tensor:
-    """(..., 2) decimetres -> (..., 2 + 4 * frequencies): the coordinates, then each one's sine-cosine code over
-    `frequencies` periods (OBJECT_POSITION_PERIODS_DM), so a few centimetres change the features as much as
-    a move across the table (see FlowVLAConfig.object_position_frequencies)."""
-    if frequencies == 0:
-        return positions
-    codes = sinusoidal_embedding(positions.reshape(-1), 2 * frequencies, *OBJECT_POSITION_PERIODS_DM)
-    return torch.cat([positions, codes.to(positions.dtype).view(*positions.shape[:-1], -1)], dim=-1)
 
 
 class ObjectPositionTokens(nn.Module):
-    """One prefix token per object from its estimated table x/y (decimetres): an MLP of the position (and its
-    sine-cosine code) plus the object's own learned embedding, so the expert knows which token is the instructed
-    cube, the other, the bowl."""
+    """One prefix token per object from its estimated table x/y (decimetres): an MLP of the position plus the
+    object's own learned embedding, so the expert knows which token is the instructed cube, the other, the bowl."""
 
-    def __init__(self, count: int, dim: int, frequencies: int = 0):
+    def __init__(self, count: int, dim: int):
         super().__init__()
-        self.frequencies = frequencies
         self.identity = nn.Parameter(torch.randn(count, dim) * 0.02)
-        self.embed = nn.Sequential(nn.Linear(2 + 4 * frequencies, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.embed = nn.Sequential(nn.Linear(2, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, positions: Tensor) -> Tensor:
         """(B, count, 2) -> (B, count, dim)"""
-        return self.embed(object_position_features(positions, self.frequencies)) + self.identity.to(positions.dtype)
+        return self.embed(positions) + self.identity.to(positions.dtype)
 
 
 def masked_mean_squared_error(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -257,14 +244,12 @@ class FlowVLAModel(nn.Module):
         elif config.object_position_loss_weight > 0:
             self.object_readout = PrefixReadout(config.object_position_count, 2, context_dim)
         self.object_tokens = (
-            ObjectPositionTokens(config.object_position_count, context_dim, config.object_position_frequencies)
-            if config.object_position_tokens else None
+            ObjectPositionTokens(config.object_position_count, context_dim) if config.object_position_tokens else None
         )
         self.object_condition = None  # the same positions, straight into every expert layer's conditioning
         if config.object_position_conditioning:
             self.object_condition = nn.Sequential(
-                nn.Linear((2 + 4 * config.object_position_frequencies) * config.object_position_count,
-                          config.expert_dim), nn.SiLU(),
+                nn.Linear(2 * config.object_position_count, config.expert_dim), nn.SiLU(),
                 nn.Linear(config.expert_dim, config.expert_dim))
 
     # ----- inputs -----------------------------------------------------------------------------------------
@@ -305,8 +290,7 @@ class FlowVLAModel(nn.Module):
         """The expert's cache of an encoded scene; `carried`: the object positions its tokens carry."""
         condition = None
         if self.object_condition is not None and carried is not None:
-            condition = self.object_condition(
-                object_position_features(carried, self.config.object_position_frequencies).flatten(1))
+            condition = self.object_condition(carried.flatten(1))
         return self.expert.cache_prefix(prefix, mask, state, condition)
 
     def encode_prefix_tokens(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
