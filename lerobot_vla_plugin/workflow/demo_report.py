@@ -114,7 +114,9 @@ def write_report(out: Path) -> Path:
             frames = out / f"eval_{name}" / "eval_frames.png"
             if frames.is_file():
                 shutil.copyfile(frames, report / f"frames_{name}.png")
-                lines += ["", f"Frames ({name}, failures and a success): `frames_{name}.png`"]
+                succeeded = any(row["successes"] for row in rounds[name]["summary"].values())
+                shown = "failures and a success" if succeeded else "failures"
+                lines += ["", f"Frames ({name}, {shown}): `frames_{name}.png`"]
     else:
         lines.append("No evaluation has run yet: no success rate to report.")
 

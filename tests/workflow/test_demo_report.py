@@ -39,6 +39,17 @@ def test_report_folder_has_the_success_table_loss_curve_times_and_commands(tmp_p
     assert set(json.loads((tmp_path / "report" / "success.json").read_text())) == {"round0", "round1"}
 
 
+def test_the_frame_strip_is_only_said_to_show_a_success_when_there_was_one(tmp_path):
+    for name, successes in (("round0", [False, False]), ("round1", [False, True])):
+        (tmp_path / f"eval_{name}").mkdir()
+        (tmp_path / f"eval_{name}" / "eval_episodes.json").write_text(json.dumps(evaluation(successes, "async")))
+        (tmp_path / f"eval_{name}" / "eval_frames.png").write_bytes(b"png")
+    assert cli.main(["demo-report", str(tmp_path)]) == 0
+    report = (tmp_path / "report" / "README.md").read_text()
+    assert "Frames (round0, failures): `frames_round0.png`" in report
+    assert "Frames (round1, failures and a success): `frames_round1.png`" in report
+
+
 def test_a_report_before_any_evaluation_says_so(tmp_path):
     assert cli.main(["demo-report", str(tmp_path)]) == 0
     report = (tmp_path / "report" / "README.md").read_text()
