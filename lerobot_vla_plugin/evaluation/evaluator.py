@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +145,7 @@ class VirtualEvaluator:
             wall_s=time.perf_counter() - wall_start, ticks=ticks, target_touched=monitor.target_touched,
             target_lifted=monitor.target_lifted, other_touched=monitor.other_touched, error=error,
             rollout=episode_stats() if episode_stats is not None else None,
-            first_grasp_aim=None if monitor.first_grasp_aim is None else asdict(monitor.first_grasp_aim))
+            first_grasp_aim=monitor.first_grasp_aim)
         return EvaluatedEpisode(result, frames.pick(last_frame), run)
 
     def _snapshot(self) -> np.ndarray:

@@ -144,5 +144,5 @@ class EpisodeResult:
     error: str | None = None
     # The asynchronous runner's measurements for this episode (rollout/stats.py), else None.
     rollout: dict | None = None
-    # GraspAim (as a dict) of the first time the gripper closed for a grasp, None if it never did.
-    first_grasp_aim: dict | None = None
+    # Where the jaws were the first time the gripper closed for a grasp, None if it never did.
+    first_grasp_aim: GraspAim | None = None

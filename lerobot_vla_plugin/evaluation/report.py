@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .evaluator import EvaluatedEpisode
-from .outcome import FAILURE_MODES, EpisodeResult, GraspAim
+from .outcome import FAILURE_MODES, EpisodeResult
 
 Z_95 = 1.959963984540054
 
@@ -40,7 +40,7 @@ def summarize(results: list[EpisodeResult]) -> dict[str, dict]:
         successes = sum(r.success for r in group)
         low, high = wilson_interval(successes, len(group))
         times = [r.time_to_success_s for r in group if r.success]
-        aims = [GraspAim(**r.first_grasp_aim) for r in group if r.first_grasp_aim is not None]
+        aims = [r.first_grasp_aim for r in group if r.first_grasp_aim is not None]
         summary[task] = {
             "episodes": len(group),
             "successes": successes,

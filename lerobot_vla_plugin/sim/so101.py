@@ -48,6 +48,11 @@ _SUCCESS_MAX_SPEED_M_S = 0.05
 _GRIPPER_BODIES = ("gripper", "moving_jaw")
 
 
+def _heading(xmat: np.ndarray) -> float:
+    """Heading in the table plane of a body's or site's x axis, from MuJoCo's flattened rotation matrix."""
+    return float(np.arctan2(xmat[3], xmat[0]))
+
+
 def default_scene_path() -> Path:
     """The tabletop scene shipped with the package, or the repository copy when running from source."""
     here = Path(__file__).resolve().parent
@@ -186,13 +191,11 @@ class SO101Sim:
 
     def cube_yaw(self, task_key: str) -> float:
         """Heading of the cube's x face normal, used to line the jaws up with two faces."""
-        rot = self.data.xmat[self._cube_bodies[self._check_task(task_key)]].reshape(3, 3)
-        return float(np.arctan2(rot[1, 0], rot[0, 0]))
+        return _heading(self.data.xmat[self._cube_bodies[self._check_task(task_key)]])
 
     def jaw_pose(self) -> tuple[np.ndarray, float]:
         """Where the jaws would close now: the grasp site's position (3,) and the heading of its closing axis."""
-        rot = self.data.site_xmat[self._grasp_site].reshape(3, 3)
-        return self.data.site_xpos[self._grasp_site].copy(), float(np.arctan2(rot[1, 0], rot[0, 0]))
+        return self.data.site_xpos[self._grasp_site].copy(), _heading(self.data.site_xmat[self._grasp_site])
 
     def gripper_touches(self, task_key: str) -> bool:
         cube_geom = self._cube_geoms[self._check_task(task_key)]

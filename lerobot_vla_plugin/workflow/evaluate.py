@@ -159,7 +159,6 @@ def evaluate(cfg: EvaluateConfig, out=print) -> dict:
         write_frame_strip,
         write_json,
     )
-    from lerobot_vla_plugin.evaluation.outcome import GraspAim
     from lerobot_vla_plugin.evaluation.scripted_runner import ScriptedOperatorRunner
 
     # The scripted operator needs no cameras; a policy gets the ones it was trained with.
@@ -180,7 +179,7 @@ def evaluate(cfg: EvaluateConfig, out=print) -> dict:
             r = episode.result
             outcome = f"success in {r.time_to_success_s:.1f} s" if r.success else f"FAILED ({r.failure_mode})"
             if not r.success and r.first_grasp_aim is not None:
-                aim = GraspAim(**r.first_grasp_aim)
+                aim = r.first_grasp_aim
                 outcome += (f"; the jaws first closed {aim.offset_mm:.0f} mm from the cube's centre, turned "
                             f"{aim.heading_error_deg:+.0f} deg from its faces")
             details = f"; {r.rollout['chunks']} chunks, {r.rollout['stalls']} stalls" if r.rollout else ""

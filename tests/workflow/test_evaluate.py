@@ -16,7 +16,6 @@ from PIL import Image
 import lerobot_robot_vla_plugin  # noqa: F401  (registers our robot, camera and policy like plugin discovery)
 from lerobot_vla_plugin import cli
 from lerobot_vla_plugin.evaluation.evaluator import VirtualEvaluator, VirtualRig, episode_specs
-from lerobot_vla_plugin.evaluation.outcome import GraspAim
 from lerobot_vla_plugin.evaluation.report import format_table, summarize, wilson_interval
 from lerobot_vla_plugin.evaluation.scripted_runner import ScriptedOperatorRunner
 from lerobot_vla_plugin.arms.virtual_so101 import follower_action_from_joint_angles
@@ -87,7 +86,7 @@ def test_replaying_the_scripted_operator_succeeds_on_both_tasks(rig):
         assert result.time_to_success_s == result.simulated_s < 20
         assert len(episode.frames) == 3 and episode.frames[0].shape == (120, 160, 3)
         # The operator closes the jaws on the cube's centre, square to two of its faces.
-        aim = GraspAim(**result.first_grasp_aim)
+        aim = result.first_grasp_aim
         assert aim.offset_mm < 6 and abs(aim.heading_error_deg) < 5 and 0 < aim.height_mm < 12, aim
     summary = summarize([e.result for e in episodes])
     assert summary["red"]["successes"] == summary["blue"]["successes"] == 1
@@ -113,7 +112,7 @@ class PanOffsetRunner:
 def test_the_grasp_aim_measures_how_far_beside_the_cube_the_jaws_closed(rig):
     """8 degrees of pan at the cube's 15-24 cm from the pan axis put the jaws 2-3.5 cm beside it."""
     [episode] = evaluate(rig, PanOffsetRunner(rig.virtual, 8.0), episodes=1, episode_time_s=8)
-    aim = GraspAim(**episode.result.first_grasp_aim)
+    aim = episode.result.first_grasp_aim
     assert 15 < aim.offset_mm < 45, aim
     assert "mm" in format_table(summarize([episode.result]))
 
