@@ -7,7 +7,10 @@ World metres; the table top is z = 0.
 
 OBJECT_POSITIONS_FEATURE = "observation.sim_object_positions"
 OBJECT_POSITION_NAMES = tuple(f"{obj}_{axis}" for obj in ("instructed_cube", "other_cube", "bowl") for axis in "xyz")
+# The same positions as they were at the episode's first frame, in every frame: what a policy that looks at the
+# scene once, before it moves, knows about it (flow_vla's object tokens with object_tokens_at_run_time="first").
+OBJECT_START_POSITIONS_FEATURE = "observation.sim_object_start_positions"
 
 # Features a policy may list among its inputs (LeRobot lists every `observation.*` feature of its training data)
 # but never needs at run time: an arm that does not have them is still served.
-TRAINING_ONLY_FEATURES = frozenset({OBJECT_POSITIONS_FEATURE})
+TRAINING_ONLY_FEATURES = frozenset({OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE})

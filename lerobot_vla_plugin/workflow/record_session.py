@@ -20,7 +20,7 @@ from lerobot.robots.config import RobotConfig
 from lerobot.teleoperators.config import TeleoperatorConfig
 
 from ..sim.scene_seeds import recording_scene_seed
-from ..sim.features import OBJECT_POSITION_NAMES, OBJECT_POSITIONS_FEATURE
+from ..sim.features import OBJECT_POSITION_NAMES, OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE
 from .cadence import CadenceMeter, CadenceReport
 from .keyboard import KEY_HELP, EpisodeEvents, GripperSqueezeTrigger, KeyboardControl
 from .record_config import RecordConfig, dataset_root, task_keys, validate
@@ -155,9 +155,10 @@ class RecordSession:
                 initial_features=create_initial_features(observation=self.robot.observation_features),
                 use_videos=self.cfg.dataset.video),
         )
-        if self.virtual is not None:  # a training-only target, see sim/features.py
-            features[OBJECT_POSITIONS_FEATURE] = {"dtype": "float32", "shape": (len(OBJECT_POSITION_NAMES),),
-                                                  "names": list(OBJECT_POSITION_NAMES)}
+        if self.virtual is not None:  # training-only, see sim/features.py
+            for key in (OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE):
+                features[key] = {"dtype": "float32", "shape": (len(OBJECT_POSITION_NAMES),),
+                                 "names": list(OBJECT_POSITION_NAMES)}
         return features
 
     def _missing_calibration(self) -> str:
@@ -194,10 +195,21 @@ class RecordSession:
                    "vcodec": ds.vcodec, "encoder_threads": ds.encoder_threads,
                    "image_writer_threads": max(1, ds.num_image_writer_threads_per_camera * cameras)}
         if self.cfg.resume:
+            options["features"] = self.features = self._features_to_resume(root)
             self.recorder = CrashSafeRecorder.resume(ds.repo_id, root, **options)
             self.out(f"Resuming {root}: {self.recorder.num_episodes} episodes already recorded.")
         else:
             self.recorder = CrashSafeRecorder.create(ds.repo_id, root, **options)
+
+    def _features_to_resume(self, root: Path) -> dict:
+        """A virtual-arm dataset recorded before the episode-start positions were recorded goes on without them."""
+        from lerobot.datasets.utils import INFO_PATH, load_info
+
+        if OBJECT_START_POSITIONS_FEATURE not in self.features or not (root / INFO_PATH).is_file():
+            return self.features
+        if OBJECT_START_POSITIONS_FEATURE in load_info(root)["features"]:
+            return self.features
+        return {key: ft for key, ft in self.features.items() if key != OBJECT_START_POSITIONS_FEATURE}
 
     # -- the session ------------------------------------------------------------------------------------------
 
@@ -476,7 +488,9 @@ class RecordSession:
         clock = self._data_clock()
         recorder = self.recorder
         # The robot's own features, built from its observation; the virtual arm's object positions come from it.
-        features = {key: ft for key, ft in recorder.features.items() if key != OBJECT_POSITIONS_FEATURE}
+        features = {key: ft for key, ft in recorder.features.items()
+                    if key not in (OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE)}
+        start_positions = None  # the objects at this call's first recorded frame: the episode's start
         arm = self.virtual.arm if (self.virtual is not None and self.lockstep) else None
         start = clock()
         deadline = time.perf_counter()
@@ -498,6 +512,10 @@ class RecordSession:
                          **build_dataset_frame(features, action, prefix=ACTION), "task": task}
                 if self.virtual is not None:
                     frame[OBJECT_POSITIONS_FEATURE] = self.virtual.task_object_positions()
+                    if start_positions is None:
+                        start_positions = frame[OBJECT_POSITIONS_FEATURE]
+                    if OBJECT_START_POSITIONS_FEATURE in recorder.features:
+                        frame[OBJECT_START_POSITIONS_FEATURE] = start_positions
                 recorder.add_frame(frame)
                 meter.add_recorder_time(time.perf_counter() - write_start)
                 meter.frame(observation, loop_start, data_time)

@@ -160,6 +160,38 @@ def test_object_tokens_train_on_the_recorded_positions_only_when_asked(tiny_obje
                                policy.predict_action_chunk(observation, noise=noise))
 
 
+def test_object_tokens_can_train_on_where_the_objects_were_at_the_episode_start(tiny_objects_dataset_root):
+    """object_tokens_recorded_from="episode_start": the tokens carry the episode's first-frame positions (what "first"
+    gives them at run time), so moving those moves the action loss and moving the frame's own does not; the
+    readout still learns the frame's. A dataset without them is refused with the fix."""
+    start_key = "observation.sim_object_start_positions"
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0, object_position_tokens=True,
+                              object_tokens_recorded_noise_m=0.0, object_tokens_recorded_from="episode_start")
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    batch = {**batch, start_key: batch[OBJECTS_KEY][:1].expand_as(batch[OBJECTS_KEY]).clone()}
+    torch.manual_seed(0)
+    policy = FlowVLAPolicy(config)
+
+    def losses(sample):
+        torch.manual_seed(1)  # the same flow noise, times and outlier samples every time
+        return policy.forward(sample)[1]
+
+    base = losses(batch)
+    frame_moved = losses({**batch, OBJECTS_KEY: batch[OBJECTS_KEY] + 0.1})
+    start_moved = losses({**batch, start_key: batch[start_key] + 0.1})
+    assert frame_moved["flow_loss"] == base["flow_loss"]
+    assert frame_moved["object_position_loss"] != base["object_position_loss"]
+    assert start_moved["flow_loss"] != base["flow_loss"]
+    assert start_moved["object_position_loss"] == base["object_position_loss"]
+    with pytest.raises(KeyError, match="object_tokens_recorded_from=frame"):
+        policy.forward({k: v for k, v in batch.items() if k != start_key})
+    from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
+
+    with pytest.raises(ValueError, match="object_tokens_recorded_noise_m"):
+        FlowVLAConfig(object_position_loss_weight=1.0, object_position_tokens=True,
+                      object_tokens_recorded_from="episode_start")
+
+
 def test_object_tokens_can_hold_the_first_estimate_of_an_episode(tiny_objects_dataset_root):
     """With object_tokens_at_run_time="first" the tokens keep what the episode's first chunk estimated, whatever
     later observations show, until reset(); the uncertainty samples read the held estimate but never set it."""

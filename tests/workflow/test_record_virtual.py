@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from lerobot_vla_plugin import cli
-from lerobot_vla_plugin.sim.features import OBJECT_POSITION_NAMES, OBJECT_POSITIONS_FEATURE
+from lerobot_vla_plugin.sim.features import (
+    OBJECT_POSITION_NAMES,
+    OBJECT_POSITIONS_FEATURE,
+    OBJECT_START_POSITIONS_FEATURE,
+)
 from lerobot_vla_plugin.sim.so101 import SO101Sim
 from lerobot_vla_plugin.workflow.record import EXIT_FAULT, EXIT_USAGE, RecordSession
 
@@ -54,6 +58,11 @@ def test_one_command_records_a_two_task_dataset_that_stock_lerobot_loads(tmp_pat
         sim.reset(int(episodes["scene_seed"][episode]))
         np.testing.assert_allclose(positions[30 * episode, [0, 1, 3, 4, 6, 7]],
                                    sim.task_object_positions(task)[[0, 1, 3, 4, 6, 7]], atol=2e-3)
+    # And where they were when the episode started, in every frame of it (the cube moves, this does not).
+    starts = np.stack([np.asarray(p) for p in dataset.hf_dataset[OBJECT_START_POSITIONS_FEATURE]])
+    for episode in (0, 1):
+        frames = slice(30 * episode, 30 * episode + 30)
+        np.testing.assert_array_equal(starts[frames], np.repeat(positions[30 * episode][None], 30, axis=0))
 
     # Resuming with another camera set is refused before anything moves; the dataset is untouched.
     one_camera = RecordSession(virtual_config(root, "--resume", "--virtual_cameras=front"), out=lambda _: None).run()
@@ -79,6 +88,22 @@ def test_resume_continues_the_dataset_and_refuses_different_settings(tmp_path):
                               out=lambda _: None).run()
     assert other_fps.exit_code == EXIT_USAGE and "fps: dataset 30, now 15" in other_fps.message
     assert total_episodes(root) == 2
+
+
+def test_a_virtual_dataset_recorded_without_start_positions_resumes_without_them(tmp_path):
+    """Datasets recorded before the episode-start positions existed go on as they were recorded."""
+    import json
+
+    position_feature = {"dtype": "float32", "shape": [9], "names": list(OBJECT_POSITION_NAMES)}
+    older, newer = tmp_path / "older", tmp_path / "newer"
+    for root, keys in ((older, [OBJECT_POSITIONS_FEATURE]),
+                       (newer, [OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE])):
+        (root / "meta").mkdir(parents=True)
+        (root / "meta" / "info.json").write_text(json.dumps({"features": {k: position_feature for k in keys}}))
+    session = RecordSession(virtual_config(older, "--resume"), out=lambda _: None)
+    session.features = {OBJECT_POSITIONS_FEATURE: position_feature, OBJECT_START_POSITIONS_FEATURE: position_feature}
+    assert set(session._features_to_resume(older)) == {OBJECT_POSITIONS_FEATURE}
+    assert set(session._features_to_resume(newer)) == {OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE}
 
 
 def test_min_hz_rejects_takes_below_it_instead_of_stamping_them_at_nominal_fps(tmp_path):

@@ -282,6 +282,13 @@ class FlowVLAModel(nn.Module):
             state = state[:, -1]
         return pad_last_dim(state.float(), self.config.max_state_dim)
 
+    def drop_state(self, state: Tensor | None) -> Tensor | None:
+        """Training: the mean state (zero, normalised) for a config.state_dropout share of the samples."""
+        if state is None or not self.training or self.config.state_dropout <= 0:
+            return state
+        keep = torch.rand(state.shape[0], 1, device=state.device) >= self.config.state_dropout
+        return state * keep.to(state.dtype)
+
     def encode_prefix(self, batch: dict[str, Tensor]) -> PrefixCache:
         prefix, mask, state, _, carried = self.encode_scene(batch)
         return self.cache_scene(prefix, mask, state, carried)
@@ -314,7 +321,8 @@ class FlowVLAModel(nn.Module):
                 "tokenizes the 'task' instruction."
             )
         state = self.prepare_state(batch)
-        inputs = (self.prepare_images(batch), batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state)
+        inputs = (self.prepare_images(batch), batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK],
+                  self.drop_state(state))
         keypoints = None
         if self.config.object_readout_source == "keypoints":
             prefix, mask, keypoints = self.prefix_encoder.encode_with_keypoints(*inputs)
@@ -416,16 +424,20 @@ class FlowVLAModel(nn.Module):
         prefix_delay: Tensor | None = None,
         future: tuple[Tensor, Tensor] | None = None,
         objects: tuple[Tensor, Tensor] | None = None,
+        token_objects: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
         """Masked flow-matching (+ shortcut) loss; actions padded to max_action_dim, mask (B, T, max_action_dim).
 
         Training-time RTC (config.rtc_training_max_delay > 0, or an explicit `prefix_delay` (B,) of ints): the
         first prefix_delay[b] steps of sample b are given as clean actions and excluded from the loss.
         `future`: (actions, mask) at config.future_action_offsets, for the far-future auxiliary.
-        `objects`: (positions (B, objects * 3) in metres, per-sample mask (B,)), for the object auxiliary."""
+        `objects`: (positions (B, objects * 3) in metres, per-sample mask (B,)), for the object auxiliary;
+        `token_objects`: the positions the object tokens carry instead of `objects`' (same layout), if given."""
         token_positions = None
         if objects is not None and self.object_tokens is not None and self.config.object_tokens_recorded_noise_m >= 0:
-            token_positions = self.recorded_token_positions(*objects)
+            positions, sample_mask = objects
+            token_positions = self.recorded_token_positions(
+                positions if token_objects is None else token_objects, sample_mask)
         prefix, prefix_mask, state, object_estimate, carried = self.encode_scene(
             batch, with_estimate=objects is not None, token_positions=token_positions)
         cache = self.cache_scene(prefix, prefix_mask, state, carried)
@@ -627,11 +639,12 @@ class FlowVLAPolicy(PreTrainedPolicy):
             chunk = self.config.chunk_size
             future = (actions[:, chunk:], loss_mask[:, chunk:].clone())
             actions, loss_mask = actions[:, :chunk], loss_mask[:, :chunk]
-        objects = None
+        objects, token_objects = None, None
         positions = batch.get(self.config.object_positions_key)
         if self.model.object_readout is not None and positions is not None:  # a dataset of the virtual arm
             positions = positions[:, -1] if positions.ndim == 3 else positions
             objects = (positions, torch.ones(positions.shape[0], device=positions.device))
+            token_objects = self.recorded_start_positions(batch)
         n_outliers = int(actions.shape[0] * self.config.outlier_exposure_fraction) if self.training else 0
         if n_outliers > 0:
             # The last n_outliers samples: corrupted observation, actions of random other samples.
@@ -645,7 +658,21 @@ class FlowVLAPolicy(PreTrainedPolicy):
                 future[1][-n_outliers:] = 0.0
             if objects is not None:  # nor about where the objects are
                 objects[1][-n_outliers:] = 0.0
-        return self.model.loss(batch, actions, loss_mask, noise=noise, time=time, future=future, objects=objects)
+        return self.model.loss(batch, actions, loss_mask, noise=noise, time=time, future=future, objects=objects,
+                               token_objects=token_objects)
+
+    def recorded_start_positions(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """The objects at the episode's first frame, for object_tokens_recorded_from="episode_start"; else None."""
+        if self.config.object_tokens_recorded_from != "episode_start" or self.model.object_tokens is None:
+            return None
+        key = self.config.object_start_positions_key
+        if key not in batch:
+            raise KeyError(
+                f"object_tokens_recorded_from='episode_start' trains the object tokens on '{key}', which this "
+                "dataset does not have: record it again with `lerobot-vla record --virtual so101` (it records "
+                "both), or set --policy.object_tokens_recorded_from=frame.")
+        start = batch[key]
+        return start[:, -1] if start.ndim == 3 else start
 
     def _noise(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
         shape = (batch_size, self.config.chunk_size, self.config.max_action_dim)
