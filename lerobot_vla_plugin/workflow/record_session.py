@@ -207,7 +207,11 @@ class RecordSession:
 
         if OBJECT_START_POSITIONS_FEATURE not in self.features or not (root / INFO_PATH).is_file():
             return self.features
-        if OBJECT_START_POSITIONS_FEATURE in load_info(root)["features"]:
+        try:
+            recorded = load_info(root)["features"]
+        except (ValueError, KeyError, TypeError):
+            return self.features  # a damaged info.json: resuming reports it, with the fix
+        if OBJECT_START_POSITIONS_FEATURE in recorded:
             return self.features
         return {key: ft for key, ft in self.features.items() if key != OBJECT_START_POSITIONS_FEATURE}
 

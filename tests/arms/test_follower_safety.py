@@ -275,7 +275,9 @@ def test_sigterm_takes_torque_off_then_runs_the_previous_handler(so101, connecte
 def test_ctrl_c_takes_torque_off_and_still_raises_keyboard_interrupt(so101, connected):
     robot = connected()
     with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
+        # Delivered to this (the main) thread: os.kill may hand it to an emulator thread, and the main thread
+        # would only run the handler once its sleep ends.
+        signal.raise_signal(signal.SIGINT)
         time.sleep(5)
     wait_until(lambda: not any(_torque(so101)), timeout_s=5, what="torque off")
     robot.disconnect()
