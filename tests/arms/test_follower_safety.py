@@ -273,15 +273,19 @@ def test_sigterm_takes_torque_off_then_runs_the_previous_handler(so101, connecte
 
 
 def test_ctrl_c_takes_torque_off_and_still_raises_keyboard_interrupt(so101, connected):
-    robot = connected()
-    with pytest.raises(KeyboardInterrupt):
-        # Delivered to this (the main) thread: os.kill may hand it to an emulator thread, and the main thread
-        # would only run the handler once its sleep ends.
-        signal.raise_signal(signal.SIGINT)
-        time.sleep(5)
-    wait_until(lambda: not any(_torque(so101)), timeout_s=5, what="torque off")
-    robot.disconnect()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own Ctrl-C handler, as in a terminal: a shell that starts the tests in the background hands them
+    # SIGINT ignored, which the exit guard rightly leaves alone.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        robot = connected()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        wait_until(lambda: not any(_torque(so101)), timeout_s=5, what="torque off")
+        robot.disconnect()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 _CRASHING_SCRIPT = """
