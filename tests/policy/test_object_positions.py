@@ -176,9 +176,10 @@ def test_object_tokens_can_train_on_where_the_objects_were_at_the_episode_start(
         torch.manual_seed(1)  # the same flow noise, times and outlier samples every time
         return policy.forward(sample)[1]
 
+    across_the_table = torch.tensor([0.1, 0.1, 0.0]).repeat(3)  # x, y of every object; heights stay
     base = losses(batch)
-    frame_moved = losses({**batch, OBJECTS_KEY: batch[OBJECTS_KEY] + 0.1})
-    start_moved = losses({**batch, start_key: batch[start_key] + 0.1})
+    frame_moved = losses({**batch, OBJECTS_KEY: batch[OBJECTS_KEY] + across_the_table})
+    start_moved = losses({**batch, start_key: batch[start_key] + across_the_table})
     assert frame_moved["flow_loss"] == base["flow_loss"]
     assert frame_moved["object_position_loss"] != base["object_position_loss"]
     assert start_moved["flow_loss"] != base["flow_loss"]
@@ -190,6 +191,41 @@ def test_object_tokens_can_train_on_where_the_objects_were_at_the_episode_start(
     with pytest.raises(ValueError, match="object_tokens_recorded_noise_m"):
         FlowVLAConfig(object_position_loss_weight=1.0, object_position_tokens=True,
                       object_tokens_recorded_from="episode_start")
+
+
+def test_the_readout_learns_only_from_objects_resting_where_they_started(tiny_objects_dataset_root):
+    """An object lifted more than object_readout_max_lift_m above its height at the episode start is left out of the
+    readout's loss (where it is then says nothing the loss may use); below that, and without the start positions or
+    with a negative limit, every object counts."""
+    start_key = "observation.sim_object_start_positions"
+
+    def readout_loss(batch, **overrides):
+        config, _ = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0, **overrides)
+        torch.manual_seed(0)
+        policy = FlowVLAPolicy(config)
+        torch.manual_seed(1)
+        return policy.forward(batch)[1]["object_position_loss"]
+
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0)
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    batch = {**batch, start_key: batch[OBJECTS_KEY].clone()}
+    instructed_cube_x, instructed_cube_z = 0, 2
+
+    def moved(x=0.0, z=0.0):
+        positions = batch[OBJECTS_KEY].clone()
+        positions[..., instructed_cube_x] += x
+        positions[..., instructed_cube_z] += z
+        return {**batch, OBJECTS_KEY: positions}
+
+    # Lifted 2 cm: moving it across the table changes nothing the readout learns...
+    assert readout_loss(moved(z=0.02)) == readout_loss(moved(x=0.1, z=0.02))
+    # ...resting (4 mm up is within the 5 mm default), or with the limit off, or without start positions, it does.
+    assert readout_loss(moved(z=0.004)) != readout_loss(moved(x=0.1, z=0.004))
+    off = {"object_readout_max_lift_m": -1.0}
+    assert readout_loss(moved(z=0.02), **off) != readout_loss(moved(x=0.1, z=0.02), **off)
+    without_start = {k: v for k, v in moved(z=0.02).items() if k != start_key}
+    assert readout_loss(without_start) != readout_loss(
+        {k: v for k, v in moved(x=0.1, z=0.02).items() if k != start_key})
 
 
 def test_object_tokens_can_hold_the_first_estimate_of_an_episode(tiny_objects_dataset_root):

@@ -425,6 +425,7 @@ class FlowVLAModel(nn.Module):
         future: tuple[Tensor, Tensor] | None = None,
         objects: tuple[Tensor, Tensor] | None = None,
         token_objects: Tensor | None = None,
+        readout_objects: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
         """Masked flow-matching (+ shortcut) loss; actions padded to max_action_dim, mask (B, T, max_action_dim).
 
@@ -432,7 +433,8 @@ class FlowVLAModel(nn.Module):
         first prefix_delay[b] steps of sample b are given as clean actions and excluded from the loss.
         `future`: (actions, mask) at config.future_action_offsets, for the far-future auxiliary.
         `objects`: (positions (B, objects * 3) in metres, per-sample mask (B,)), for the object auxiliary;
-        `token_objects`: the positions the object tokens carry instead of `objects`' (same layout), if given."""
+        `token_objects`: the positions the object tokens carry instead of `objects`' (same layout), if given;
+        `readout_objects`: (B, objects), 1 where the object readout learns that sample's object (default: all)."""
         token_positions = None
         if objects is not None and self.object_tokens is not None and self.config.object_tokens_recorded_noise_m >= 0:
             positions, sample_mask = objects
@@ -490,7 +492,10 @@ class FlowVLAModel(nn.Module):
             predicted = object_estimate
             # Table x, y in decimetres (the workspace is a few across, so about unit scale); heights say little.
             target = positions.reshape(positions.shape[0], -1, 3)[..., :2] * OBJECT_POSITION_SCALE
-            mask = sample_mask[:, None, None].expand_as(predicted).float()
+            mask = sample_mask[:, None, None].float()
+            if readout_objects is not None:
+                mask = mask * readout_objects[:, :, None].float()
+            mask = mask.expand_as(predicted)
             object_loss = masked_mean_squared_error(predicted, target, mask)
             info["object_position_loss"] = object_loss.item()
             loss = loss + self.config.object_position_loss_weight * object_loss
@@ -639,12 +644,13 @@ class FlowVLAPolicy(PreTrainedPolicy):
             chunk = self.config.chunk_size
             future = (actions[:, chunk:], loss_mask[:, chunk:].clone())
             actions, loss_mask = actions[:, :chunk], loss_mask[:, :chunk]
-        objects, token_objects = None, None
+        objects, token_objects, readout_objects = None, None, None
         positions = batch.get(self.config.object_positions_key)
         if self.model.object_readout is not None and positions is not None:  # a dataset of the virtual arm
             positions = positions[:, -1] if positions.ndim == 3 else positions
             objects = (positions, torch.ones(positions.shape[0], device=positions.device))
             token_objects = self.recorded_start_positions(batch)
+            readout_objects = self.resting_objects(batch, positions)
         n_outliers = int(actions.shape[0] * self.config.outlier_exposure_fraction) if self.training else 0
         if n_outliers > 0:
             # The last n_outliers samples: corrupted observation, actions of random other samples.
@@ -659,7 +665,17 @@ class FlowVLAPolicy(PreTrainedPolicy):
             if objects is not None:  # nor about where the objects are
                 objects[1][-n_outliers:] = 0.0
         return self.model.loss(batch, actions, loss_mask, noise=noise, time=time, future=future, objects=objects,
-                               token_objects=token_objects)
+                               token_objects=token_objects, readout_objects=readout_objects)
+
+    def resting_objects(self, batch: dict[str, Tensor], positions: Tensor) -> Tensor | None:
+        """(B, objects), 1 for each object no higher than object_readout_max_lift_m above its height at the
+        episode start: the ones the object readout learns from. None (all) without the start positions."""
+        start = batch.get(self.config.object_start_positions_key)
+        if start is None or self.config.object_readout_max_lift_m < 0:
+            return None
+        start = start[:, -1] if start.ndim == 3 else start
+        lift = positions.reshape(positions.shape[0], -1, 3)[..., 2] - start.reshape(start.shape[0], -1, 3)[..., 2]
+        return (lift <= self.config.object_readout_max_lift_m).to(positions.dtype)
 
     def recorded_start_positions(self, batch: dict[str, Tensor]) -> Tensor | None:
         """The objects at the episode's first frame, for object_tokens_recorded_from="episode_start"; else None."""
