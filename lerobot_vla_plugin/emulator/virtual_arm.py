@@ -299,7 +299,16 @@ class VirtualSO101:
                                                            .actuator.position_steps, LEADER_MOUNT_OFFSETS_STEPS)
                                  for joint in JOINT_NAMES])
             planning.set_joint_positions(hand)
-            self._start_operator(planning)
+            try:
+                self._start_operator(planning)
+            except RuntimeError as exc:
+                # The policy left the scene where the operator's plan cannot go (a cube pushed or carried out of
+                # reach): as a person would, the hand keeps the leader still and the episode runs out unfinished.
+                logger.warning("The scripted operator cannot finish this episode from here (%s): it holds the "
+                               "leader where it took it.", exc)
+                with self.lock:
+                    self.operator = None
+                    self._idle_pose = hand
 
     def _start_operator(self, planning: SO101Sim, planner=None) -> None:
         # Planning (IK along the whole path) takes a good fraction of a second: done on a snapshot, outside
