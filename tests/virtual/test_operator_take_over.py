@@ -14,7 +14,7 @@ from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101
 def move_cube(virtual: VirtualSO101, task: str, xy: tuple[float, float]) -> None:
     sim = virtual.sim
     with virtual.lock:
-        address = sim.model.jnt_qposadr[sim.model.body_jntadr[sim.model.body(f"{task}_cube").id]]
+        address = sim.model.jnt_qposadr[sim.model.joint(f"{task}_cube").id]  # its free joint: x, y, z, quaternion
         sim.data.qpos[address:address + 2] = xy
         mujoco.mj_forward(sim.model, sim.data)
 
