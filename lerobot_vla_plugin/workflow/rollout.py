@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..arms.health import SafetyStop
 from .draccus_options import pass_options_through
 from .rollout_config import (
     RolloutConfig,
@@ -91,7 +92,6 @@ class Rollout:
     # -- the run ----------------------------------------------------------------------------------------------
 
     def run(self) -> RolloutOutcome:
-        from lerobot_vla_plugin.arms.health import SafetyStop
         from lerobot_vla_plugin.recording import DatasetRootError
         from lerobot_vla_plugin.rollout.loop import LoopStalled
 
@@ -108,7 +108,7 @@ class Rollout:
         except DatasetRootError as exc:
             outcome.exit_code, outcome.message = EXIT_USAGE, str(exc)
         except (LoopStalled, SafetyStop) as exc:
-            outcome.exit_code, outcome.message = EXIT_FAULT, f"Stopped: {exc}."
+            outcome.exit_code, outcome.message = EXIT_FAULT, f"Stopped: {str(exc).rstrip('.')}."
             self._discard_take()
         except KeyboardInterrupt:
             outcome.exit_code, outcome.message = EXIT_INTERRUPTED, "Interrupted (Ctrl-C); torque off."

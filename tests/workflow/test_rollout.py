@@ -3,7 +3,8 @@
 Tiny real checkpoints (flow_vla, ACT) written by the test; one-second episodes. What is checked: the command's
 summary, PNGs and dataset (loaded by stock LeRobot, trained on by stock lerobot-train); a slow policy that
 cannot keep up (stalls counted, the episode still completes); planted NaN actions (the arm holds, the rollout
-stops with a message, no NaN reaches the servos); SIGTERM to a rollout process (torque off); and stock
+stops with a message, no NaN reaches the servos); a servo that goes silent mid-episode (the rollout stops
+naming it, torque off on the rest); SIGTERM to a rollout process (torque off); and stock
 lerobot-record with --policy.path still running our follower.
 """
 
@@ -343,3 +344,41 @@ def test_stock_lerobot_record_with_a_flow_vla_policy_on_our_follower(emulated_vi
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+class SilencedElbowRollout(Rollout):
+    """The elbow servo of the virtual arm stops answering once the policy has computed its second chunk."""
+
+    def _start_arm(self):
+        super()._start_arm()
+        self.follower_bus = self.rig.virtual.follower_bus
+
+    def silence_elbow_after(self, calls: int):
+        def wrap(policy):
+            predict = policy.predict_action_chunk
+            count = [0]
+
+            def predict_then_silence(batch, **kwargs):
+                count[0] += 1
+                if count[0] == calls:
+                    self.follower_bus.servo(3).env.faults.silent = True
+                return predict(batch, **kwargs)
+
+            policy.predict_action_chunk = predict_then_silence
+            return policy
+        return wrap
+
+
+def test_a_servo_going_silent_mid_rollout_stops_it_with_the_servo_named_and_torque_off(checkpoints, tmp_path):
+    cfg = parse_config(virtual_rollout(tmp_path, checkpoints["act"], "--rollout.inference_delay_ticks", "2",
+                                       "--rollout.episode_time_s", "3"))
+    rollout = SilencedElbowRollout(cfg, out=lambda text: None)
+    rollout.wrap_policy = rollout.silence_elbow_after(2)
+    outcome = rollout.run()
+    assert outcome.exit_code == EXIT_FAULT
+    assert "Stopped:" in outcome.message and "elbow_flex" in outcome.message and "id 3" in outcome.message
+    assert outcome.runs == []  # the first episode never finished: the rollout stopped there, no second one
+    # Torque off on every servo that still listens (the silent one cannot hear it).
+    assert not any(servo.torque_enabled for servo in rollout.follower_bus.servos if servo.id != 3)
+    assert "stopped answering" in outcome.message and "torque off" in outcome.message
+    assert not outcome.message.endswith("..")
