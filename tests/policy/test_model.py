@@ -128,6 +128,22 @@ def test_sampling_shapes_and_seeded_determinism(cameras):
     assert not torch.allclose(first, third)
 
 
+def test_averaged_draws_are_the_mean_of_single_draws_from_the_same_noises_encoded_once(tiny_config):
+    policy = FlowVLAPolicy(tiny_config)
+    batch = preprocessed(tiny_config, batch_size=2)
+    noise = torch.randn(2 * 4, CHUNK, tiny_config.max_action_dim, generator=torch.Generator().manual_seed(5))
+    singles = torch.stack([policy.predict_action_chunk(batch, noise=noise[i::4]) for i in range(4)], dim=1)
+    policy.config.inference_draws = 4
+    calls = {"prefix": 0}
+    policy.model.prefix_encoder.register_forward_hook(lambda *a: calls.__setitem__("prefix", calls["prefix"] + 1))
+    averaged = policy.predict_action_chunk(batch, noise=noise)
+    assert calls["prefix"] == 1 and averaged.shape == (2, CHUNK, 6)
+    torch.testing.assert_close(averaged, singles.mean(dim=1))
+    assert not torch.allclose(averaged, singles[:, 0])  # the draws differ: averaging changed the chunk
+    with pytest.raises(ValueError, match="inference_draws 4 need 8"):
+        policy.predict_action_chunk(batch, noise=noise[:2])
+
+
 def test_select_action_replays_the_chunk_then_recomputes(tiny_config):
     policy = FlowVLAPolicy(tiny_config)
     preprocessor, postprocessor = make_flow_vla_pre_post_processors(tiny_config, dataset_stats=None)

@@ -175,6 +175,10 @@ class FlowVLAConfig(PreTrainedConfig):
     min_period: float = 4e-3  # shortest period of the sinusoidal time embedding
     max_period: float = 4.0  # longest period of the sinusoidal time embedding
     num_inference_steps: int = 2  # Euler steps from noise to an action chunk
+    # Chunks drawn from this many independent noises and averaged, action by action, into the one the arm runs.
+    # One draw is a sample of the policy's distribution; where it is unimodal (one way to reach a cube) the
+    # average is its mean, without the sampling spread. Drawn in one batch: the prefix is encoded once.
+    inference_draws: int = 1
     # "clean_action": the expert outputs an estimate â of the clean chunk and the velocity is
     # (x_t − â) / t; the loss is then the velocity error weighted by t², i.e. ‖â − actions‖². A small network
     # does not have to copy the noise through every layer to cancel it, so one step is already sharp and
@@ -343,6 +347,8 @@ class FlowVLAConfig(PreTrainedConfig):
             )
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}.")
+        if self.inference_draws < 1:
+            raise ValueError(f"inference_draws must be >= 1, got {self.inference_draws}.")
         if self.uncertainty_num_samples < 2:
             raise ValueError(
                 f"uncertainty_num_samples must be >= 2, got {self.uncertainty_num_samples}: the uncertainty score "

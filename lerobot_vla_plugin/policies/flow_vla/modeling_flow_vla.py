@@ -711,18 +711,27 @@ class FlowVLAPolicy(PreTrainedPolicy):
         `inference_delay` (actions that will run before this chunk is ready), the first actions are
         guided to continue the previous chunk (real-time chunking, rtc.py): by inference-time guidance, or
         for a model trained with `rtc_training_max_delay > 0` by feeding them as given clean actions.
-        `execution_horizon` overrides config.rtc_execution_horizon.
+        `execution_horizon` overrides config.rtc_execution_horizon. With config.inference_draws > 1 the chunk is
+        the average of that many draws (`noise`, if given, then holds batch x draws noises).
         """
         self.eval()
         cache = self._encode_for_acting(batch, may_hold=True)
         batch_size = cache[1].shape[0]
         device = cache[1].device
+        draws = self.config.inference_draws
         if noise is None:
-            noise = self._noise(batch_size, device)
+            noise = self._noise(batch_size * draws, device)
+        if noise.shape[0] != batch_size * draws:
+            raise ValueError(f"noise holds {noise.shape[0]} chunks; {batch_size} observations x inference_draws "
+                             f"{draws} need {batch_size * draws}")
         rtc_processor = None
         if prev_chunk_left_over is not None:
             rtc_processor = self.init_rtc_processor()
             prev_chunk_left_over = prev_chunk_left_over.to(device=device, dtype=noise.dtype)
+            if draws > 1 and prev_chunk_left_over.ndim == 3 and prev_chunk_left_over.shape[0] == batch_size:
+                prev_chunk_left_over = prev_chunk_left_over.repeat_interleave(draws, 0)
+        if draws > 1:
+            cache = repeat_cache(cache, draws)
         actions = self.model.sample(
             cache,
             noise,
@@ -732,6 +741,8 @@ class FlowVLAPolicy(PreTrainedPolicy):
             prev_chunk_left_over=prev_chunk_left_over,
             execution_horizon=execution_horizon,
         )
+        if draws > 1:
+            actions = actions.view(batch_size, draws, *actions.shape[1:]).mean(dim=1)
         return actions[:, :, : self.action_dim]
 
     def init_rtc_processor(self) -> RTCGuidance:
