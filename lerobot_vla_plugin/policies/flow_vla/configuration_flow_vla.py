@@ -177,7 +177,9 @@ class FlowVLAConfig(PreTrainedConfig):
     num_inference_steps: int = 2  # Euler steps from noise to an action chunk
     # Chunks drawn from this many independent noises and averaged, action by action, into the one the arm runs.
     # One draw is a sample of the policy's distribution; where it is unimodal (one way to reach a cube) the
-    # average is its mean, without the sampling spread. Drawn in one batch: the prefix is encoded once.
+    # average is its mean, without the sampling spread. Drawn in one batch: the prefix is encoded once. Measured on
+    # the virtual SO-101 (best policy, 50 fresh scenes): 8 draws 8/50, one draw 6/50 on the same scenes; the reach
+    # misses the cube by a bias the average keeps (grasp aim 31 mm against 34-40), so 1 stays the default.
     inference_draws: int = 1
     # "clean_action": the expert outputs an estimate â of the clean chunk and the velocity is
     # (x_t − â) / t; the loss is then the velocity error weighted by t², i.e. ‖â − actions‖². A small network
