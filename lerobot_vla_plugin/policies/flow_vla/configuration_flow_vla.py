@@ -227,7 +227,9 @@ class FlowVLAConfig(PreTrainedConfig):
     rtc_guidance_jacobian: str = "identity"
     # Training-time prefix conditioning: > 0 trains with the first d ~ U[0, max] target actions given as clean,
     # flagged inputs (no loss there); at inference the leftover's first inference_delay actions are fed the same
-    # way (delays above the maximum are clipped to it) instead of guidance. 0 keeps the plain training.
+    # way (delays above the maximum are clipped to it) instead of guidance. 0 keeps the plain training. Measured on
+    # the virtual SO-101 (500 fine-tuning steps at 5 against 500 without, 30 scenes): jerk at chunk boundaries 5.47
+    # against 1.73 with guidance, hence 0.
     rtc_training_max_delay: int = 0
     # Legacy: LeRobot's RTCConfig, as older checkpoints saved it; when set, its execution_horizon,
     # max_guidance_weight and prefix_attention_schedule replace the three rtc_* guidance fields above.
