@@ -57,6 +57,11 @@ from .rollout_config import (
 
 logger = logging.getLogger(__name__)
 
+
+def stopped(reason: object) -> str:
+    """'Stopped: <reason>.' as one sentence, whether or not the reason already ends with a full stop."""
+    return f"Stopped: {str(reason).rstrip('.')}."
+
 EXIT_OK, EXIT_FAULT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -108,7 +113,7 @@ class Rollout:
         except DatasetRootError as exc:
             outcome.exit_code, outcome.message = EXIT_USAGE, str(exc)
         except (LoopStalled, SafetyStop) as exc:
-            outcome.exit_code, outcome.message = EXIT_FAULT, f"Stopped: {str(exc).rstrip('.')}."
+            outcome.exit_code, outcome.message = EXIT_FAULT, stopped(exc)
             self._discard_take()
         except KeyboardInterrupt:
             outcome.exit_code, outcome.message = EXIT_INTERRUPTED, "Interrupted (Ctrl-C); torque off."
@@ -116,8 +121,9 @@ class Rollout:
         except Exception as exc:  # a device that failed mid-rollout: a message, torque off, what was done is kept
             logger.debug("rollout failed", exc_info=True)
             outcome.exit_code = EXIT_FAULT
-            outcome.message = (f"Stopped: {type(exc).__name__}: {exc}. A camera that stopped delivering frames or a "
-                               "servo that stopped answering is the usual cause; torque off.")
+            outcome.message = stopped(f"{type(exc).__name__}: {exc}") + (
+                " A camera that stopped delivering frames or a servo that stopped answering is the usual cause; "
+                "torque off.")
             self._discard_take()
         finally:
             self._shut_down()
@@ -234,7 +240,7 @@ class Rollout:
             self._save_episode(run, extra)
             if run.error is not None:
                 self.outcome.exit_code = EXIT_FAULT
-                self.outcome.message = f"Stopped: {run.error}. The arm held its last target; torque off on exit."
+                self.outcome.message = stopped(run.error) + " The arm held its last target; torque off on exit."
                 return
             if cfg.virtual is None and index + 1 < r.episodes and r.reset_time_s > 0:
                 self.out(f"Reset the scene: {r.reset_time_s:g} s (the arm holds its pose).")

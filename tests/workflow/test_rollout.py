@@ -342,10 +342,6 @@ def test_stock_lerobot_record_with_a_flow_vla_policy_on_our_follower(emulated_vi
     assert not any(servo.torque_enabled for servo in virtual.follower_bus.servos)
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
-
-
 class SilencedElbowRollout(Rollout):
     """The elbow servo of the virtual arm stops answering once the policy has computed its second chunk."""
 
@@ -382,3 +378,7 @@ def test_a_servo_going_silent_mid_rollout_stops_it_with_the_servo_named_and_torq
     assert not any(servo.torque_enabled for servo in rollout.follower_bus.servos if servo.id != 3)
     assert "stopped answering" in outcome.message and "torque off" in outcome.message
     assert not outcome.message.endswith("..")
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
