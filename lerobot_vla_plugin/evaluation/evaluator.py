@@ -119,8 +119,6 @@ class VirtualEvaluator:
             robot.connect()
         with virtual.lock:
             hold = follower_action_from_joint_angles(virtual.sim.joint_positions(), self._joint_limits)
-        for _ in range(SETTLE_TICKS):
-            robot.send_action(hold)
         instruction = TASKS[spec.task_key] if instruction is None else instruction
         monitor = EpisodeMonitor(virtual.sim, spec.task_key)
         frames = EvenlySpacedFrames(self.strip_frames)
@@ -139,6 +137,10 @@ class VirtualEvaluator:
 
         seed_policy_draws(spec.scene_seed)
         try:
+            # Inside the try: a servo still faulted after the power cycle (overheated, say) fails this episode
+            # with its name, as a fault during the episode does, instead of ending the whole evaluation.
+            for _ in range(SETTLE_TICKS):
+                robot.send_action(hold)
             run = self.loop.run_episode(instruction, self.max_ticks, before_tick=snapshot, until=task_done,
                                         on_tick=on_tick)
             ticks, error, fault_mode = run.ticks, run.error, "policy_fault"

@@ -144,6 +144,24 @@ def test_a_servo_fault_fails_its_episode_and_the_next_scene_starts_on_a_recovere
     assert after.result.success, after.result
 
 
+def test_a_servo_still_faulted_when_an_episode_starts_fails_that_episode_not_the_evaluation(rig):
+    """After a power cycle an overheated servo reports the fault again on the first command of the next scene."""
+    from lerobot_vla_plugin.motors.feetech.protocol import StatusError
+
+    [pressed] = evaluate(rig, PressIntoTableRunner(rig.virtual), episodes=1, episode_time_s=6)
+    assert pressed.result.failure_mode == "servo_fault"
+    faults = rig.virtual.follower_bus.servo(2).env.faults
+    faults.latched_error_bits = int(StatusError.OVERHEAT)
+    try:
+        [hot] = evaluate(rig, ScriptedOperatorRunner(rig.virtual), episodes=1, episode_time_s=20, seed=2)
+    finally:
+        faults.latched_error_bits = 0
+    assert hot.result.failure_mode == "servo_fault" and hot.result.ticks == 0
+    assert "shoulder_lift" in hot.result.error and "overheat" in hot.result.error
+    [after] = evaluate(rig, ScriptedOperatorRunner(rig.virtual), episodes=1, episode_time_s=20, seed=1)
+    assert after.result.success, after.result
+
+
 def test_putting_the_other_cube_in_the_bowl_is_a_failure(rig):
     """The red task, a perfect demonstration for the blue cube: the blue cube in the bowl does not count."""
     [episode] = evaluate(rig, ScriptedOperatorRunner(rig.virtual, cube="blue"), episodes=1, episode_time_s=12)
