@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from lerobot_vla_plugin.policies.flow_vla import processor_flow_vla  # noqa: F401  (registers processor steps)
 from lerobot_vla_plugin.policies.flow_vla.backbones import KeypointView, make_prefix_encoder
 from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
+from lerobot_vla_plugin.policies.flow_vla.keyposes import KEYPOSE_JOINTS, ObjectKeyposes
 from lerobot_vla_plugin.policies.flow_vla.layers import (
     ExpertLayer,
     sinusoidal_embedding,
@@ -38,10 +39,11 @@ from lerobot_vla_plugin.policies.flow_vla.rtc import (
 )
 from lerobot_vla_plugin.policies.flow_vla.uncertainty import corrupt_observations
 
-# Per-layer (key, value), attention mask, the state's offset of the clean chunk (None without state_residual), and
+# Per-layer (key, value), attention mask, the state's offset of the clean chunk (None without state_residual),
 # the observation's conditioning vector added to the flow-time conditioning of every layer (None without
-# object_position_conditioning).
-PrefixCache = tuple[list[tuple[Tensor, Tensor]], Tensor, Tensor | None, Tensor | None]
+# object_position_conditioning or object_keyposes), and the objects' hover keyposes (B, objects, 4) in normalised
+# action units (None without object_keyposes).
+PrefixCache = tuple[list[tuple[Tensor, Tensor]], Tensor, Tensor | None, Tensor | None, Tensor | None]
 
 
 def pad_last_dim(tensor: Tensor, size: int) -> Tensor:
@@ -91,16 +93,25 @@ class ActionExpert(nn.Module):
         self.prefix_embedding = (
             nn.Parameter(torch.randn(dim) * 0.02) if config.rtc_training_max_delay > 0 else None
         )
+        # object_keyposes: each step adds a learned share of every object's hover keypose to its arm joints, so
+        # heading for the cube's exact angles is one gate the expert opens, not a map it must learn. Zero at the
+        # start: the expert begins as without keyposes.
+        self.keypose_gate = None
+        if config.object_keyposes:
+            self.keypose_gate = nn.Linear(dim, config.object_position_count * KEYPOSE_JOINTS)
+            nn.init.zeros_(self.keypose_gate.weight)
+            nn.init.zeros_(self.keypose_gate.bias)
 
     def cache_prefix(self, prefix: Tensor, prefix_mask: Tensor, state: Tensor | None = None,
-                     condition: Tensor | None = None) -> PrefixCache:
+                     condition: Tensor | None = None, keyposes: Tensor | None = None) -> PrefixCache:
         """Project the prefix to every layer's keys/values once per observation (and the state to its offset);
-        `condition` (B, dim) joins the flow-time conditioning of every layer."""
+        `condition` (B, dim) joins the flow-time conditioning of every layer; `keyposes` (B, objects, 4) are
+        what the keypose gates scale."""
         kv = [layer.cross_attn.project_kv(prefix) for layer in self.layers]
         offset = None
         if self.state_to_action is not None and state is not None:
             offset = self.state_to_action(state.to(prefix.dtype))
-        return kv, prefix_mask[:, None, None, :], offset, condition
+        return kv, prefix_mask[:, None, None, :], offset, condition, keyposes
 
     def forward(
         self,
@@ -123,7 +134,7 @@ class ActionExpert(nn.Module):
             dim=-1,
         ).to(x_t.dtype)
         cond = self.cond_mlp(cond)
-        kv_per_layer, mask, offset, condition = cache
+        kv_per_layer, mask, offset, condition, keyposes = cache
         if condition is not None:
             cond = cond + condition.to(cond.dtype)
         x = self.action_in(x_t) + self.position[: x_t.shape[1]] + self.step_code[: x_t.shape[1]] + cond[:, None, :]
@@ -134,30 +145,34 @@ class ActionExpert(nn.Module):
         for layer, kv in zip(self.layers, kv_per_layer, strict=True):
             x = layer(x, cond, kv, mask, action_mask)
         scale, shift = self.final_modulation(cond)[:, None, :].chunk(2, dim=-1)
-        output = self.action_out(self.final_norm(x) * (1 + scale) + shift)
+        features = self.final_norm(x) * (1 + scale) + shift
+        output = self.action_out(features)
+        if self.keypose_gate is not None and keyposes is not None:
+            gates = self.keypose_gate(features).view(*features.shape[:2], *keyposes.shape[1:])
+            toward = (gates * keyposes[:, None].to(gates.dtype)).sum(dim=2)
+            output = output + F.pad(toward, (0, output.shape[-1] - toward.shape[-1]))
         return output if offset is None else output + offset[:, None, :]
 
 
 def repeat_cache(cache: PrefixCache, repeats: int) -> PrefixCache:
-    kv, mask, offset, condition = cache
+    kv, mask, *per_sample = cache
     return (
         [(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in kv],
         mask.repeat_interleave(repeats, 0),
-        None if offset is None else offset.repeat_interleave(repeats, 0),
-        None if condition is None else condition.repeat_interleave(repeats, 0),
+        *(None if part is None else part.repeat_interleave(repeats, 0) for part in per_sample),
     )
 
 
 def select_cache(cache: PrefixCache, index: Tensor | slice) -> PrefixCache:
-    kv, mask, offset, condition = cache
-    return ([(k[index], v[index]) for k, v in kv], mask[index], None if offset is None else offset[index],
-            None if condition is None else condition[index])
+    kv, mask, *per_sample = cache
+    return ([(k[index], v[index]) for k, v in kv], mask[index],
+            *(None if part is None else part[index] for part in per_sample))
 
 
 def detach_cache(cache: PrefixCache) -> PrefixCache:
-    kv, mask, offset, condition = cache
-    return ([(k.detach(), v.detach()) for k, v in kv], mask, None if offset is None else offset.detach(),
-            None if condition is None else condition.detach())
+    kv, mask, *per_sample = cache
+    return ([(k.detach(), v.detach()) for k, v in kv], mask,
+            *(None if part is None else part.detach() for part in per_sample))
 
 
 class PrefixReadout(nn.Module):
@@ -225,7 +240,8 @@ def masked_mean_squared_error(predicted: Tensor, target: Tensor, mask: Tensor) -
 
 
 class FlowVLAModel(nn.Module):
-    def __init__(self, config: FlowVLAConfig):
+    def __init__(self, config: FlowVLAConfig, action_stats: dict | None = None):
+        """action_stats: the dataset's "action" statistics, which object_keyposes needs (stored in the weights)."""
         super().__init__()
         self.config = config
         self.prefix_encoder = make_prefix_encoder(config)
@@ -251,6 +267,16 @@ class FlowVLAModel(nn.Module):
             self.object_condition = nn.Sequential(
                 nn.Linear(2 * config.object_position_count, config.expert_dim), nn.SiLU(),
                 nn.Linear(config.expert_dim, config.expert_dim))
+        self.object_keyposes = None  # the hover keyposes of the same positions, as conditioning and gated targets
+        self.keypose_condition = None
+        if config.object_keyposes:
+            self.object_keyposes = ObjectKeyposes(config.object_keyposes, config.object_keypose_height_m,
+                                                  OBJECT_POSITION_SCALE, action_stats)
+            self.keypose_condition = nn.Sequential(
+                nn.Linear(KEYPOSE_JOINTS * config.object_position_count, config.expert_dim), nn.SiLU(),
+                nn.Linear(config.expert_dim, config.expert_dim))
+            nn.init.zeros_(self.keypose_condition[-1].weight)
+            nn.init.zeros_(self.keypose_condition[-1].bias)
 
     # ----- inputs -----------------------------------------------------------------------------------------
     def prepare_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
@@ -295,10 +321,14 @@ class FlowVLAModel(nn.Module):
 
     def cache_scene(self, prefix: Tensor, mask: Tensor, state: Tensor | None, carried: Tensor | None) -> PrefixCache:
         """The expert's cache of an encoded scene; `carried`: the object positions its tokens carry."""
-        condition = None
+        condition = keyposes = None
         if self.object_condition is not None and carried is not None:
             condition = self.object_condition(carried.flatten(1))
-        return self.expert.cache_prefix(prefix, mask, state, condition)
+        if self.object_keyposes is not None and carried is not None:
+            keyposes = self.object_keyposes(carried)
+            from_keyposes = self.keypose_condition(keyposes.flatten(1))
+            condition = from_keyposes if condition is None else condition + from_keyposes
+        return self.expert.cache_prefix(prefix, mask, state, condition, keyposes)
 
     def encode_prefix_tokens(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
         """(prefix tokens, their mask, the padded state) of an observation batch."""
@@ -586,7 +616,7 @@ class FlowVLAPolicy(PreTrainedPolicy):
         super().__init__(config)
         config.validate_features()
         self.config = config
-        self.model = FlowVLAModel(config)
+        self.model = FlowVLAModel(config, None if dataset_stats is None else dataset_stats.get(ACTION))
         self.rtc_processor = None
         self.reset()
 
