@@ -287,48 +287,6 @@ def test_object_positions_can_condition_every_expert_layer(tiny_objects_dataset_
         FlowVLAConfig(object_position_loss_weight=1.0, object_position_conditioning=True)
 
 
-def test_the_readout_can_read_keypoints_the_instruction_does_not_modulate(tiny_objects_dataset_root):
-    """object_readout_unconditioned_keypoints: the readout's keypoints come from a conv pass without FiLM, so they
-    do not change with the instruction (the action path's do); the instruction still reaches the readout's MLP."""
-    from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
-
-    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0, language_film=True,
-                              object_readout_source="keypoints", object_readout_unconditioned_keypoints=True)
-    raw, batch = training_batch(tiny_objects_dataset_root, config, meta)
-    preprocessor, _ = make_flow_vla_pre_post_processors(config, dataset_stats=meta.stats)
-    other = preprocessor({**raw, "task": ["put the blue cube in the bowl"] * len(raw["task"])})
-    assert not torch.equal(other[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_TOKENS])
-    torch.manual_seed(0)
-    policy = FlowVLAPolicy(config)
-    with torch.no_grad():  # a trained FiLM: the instruction changes the features
-        for head in policy.model.prefix_encoder.film.heads:
-            head.weight.normal_(0.0, 0.5)
-    policy.eval()
-    encoder = policy.model.prefix_encoder
-    with torch.no_grad():
-        images = policy.model.prepare_images(batch)
-        free = [encoder.keypoint_coordinates(images, b[OBS_LANGUAGE_TOKENS], b[OBS_LANGUAGE_ATTENTION_MASK],
-                                             conditioned=False) for b in (batch, other)]
-        conditioned = [encoder.keypoint_coordinates(images, b[OBS_LANGUAGE_TOKENS], b[OBS_LANGUAGE_ATTENTION_MASK])
-                       for b in (batch, other)]
-        estimates = [policy.model.encode_scene(b, with_estimate=True)[3] for b in (batch, other)]
-    torch.testing.assert_close(free[0], free[1])
-    assert not torch.allclose(conditioned[0], conditioned[1])
-    view = policy.model.prefix_encoder.encode_with_keypoints(
-        images, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], None)[2]
-    from lerobot_vla_plugin.policies.flow_vla.backbones import KeypointView
-
-    with torch.no_grad():
-        expected = policy.model.object_readout(KeypointView(free[0], view.instruction))
-    torch.testing.assert_close(estimates[0], expected)
-    assert not torch.allclose(estimates[0], estimates[1])  # which cube is instructed still reaches the readout
-    from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
-
-    with pytest.raises(ValueError, match="language_film=true"):
-        FlowVLAConfig(object_position_loss_weight=1.0, object_readout_source="keypoints", image_keypoints=4,
-                      language_film=False, object_readout_unconditioned_keypoints=True)
-
-
 def test_held_object_tokens_need_object_tokens():
     from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
 

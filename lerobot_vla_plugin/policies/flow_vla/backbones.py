@@ -154,15 +154,12 @@ class SmallPrefixEncoder(nn.Module):
     def text_embeddings(self, lang_tokens: Tensor) -> Tensor:
         return self.token_embedding(lang_tokens) + self.text_position[: lang_tokens.shape[1]]
 
-    def keypoint_coordinates(self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor,
-                             conditioned: bool = True) -> Tensor:
+    def keypoint_coordinates(self, images: list[Tensor], lang_tokens: Tensor, lang_mask: Tensor) -> Tensor:
         """Where each keypoint detector looks, (batch, cameras * keypoints, 2) in [-1, 1]: what a probe reads to
-        tell whether the encoder locates an object. `conditioned=False` convolves without the instruction's FiLM."""
+        tell whether the encoder locates an object."""
         if self.keypoints is None:
             raise ValueError("this policy has no keypoints (image_keypoints = 0)")
-        film = None
-        if self.film is not None and conditioned:
-            film = self.film(self.text_embeddings(lang_tokens), lang_mask.bool())
+        film = None if self.film is None else self.film(self.text_embeddings(lang_tokens), lang_mask.bool())
         early, _ = self.convolve(images, film, stop_at_keypoints=True)
         coordinates = self.keypoints.coordinates(early)
         batch = images[0].shape[0]

@@ -178,12 +178,6 @@ class FlowVLAConfig(PreTrainedConfig):
     # every camera. A wrist camera moves with the arm: from its keypoints the readout can place the cube the
     # gripper is heading for without finding it, which fails at the start of an episode, when it matters.
     object_readout_cameras: tuple[str, ...] = ()
-    # The keypoint readout reads detectors convolved without the instruction's FiLM (a second pass of the conv
-    # blocks before the keypoints; the instruction still tells its MLP which cube is the instructed one). With
-    # FiLM the action loss also shapes how the instructed cube's detectors look, and the readout inherits that:
-    # measured on the virtual SO-101 (20 fresh scenes, arm at rest), the same cube was read 11 mm off (median) as
-    # the instructed cube and 3.4 mm off as the other cube under the other task's instruction.
-    object_readout_unconditioned_keypoints: bool = False
 
     # Flow matching (t = 1 is noise, t = 0 is data, as in pi0/SmolVLA).
     time_sampling_beta_alpha: float = 1.5
@@ -340,11 +334,6 @@ class FlowVLAConfig(PreTrainedConfig):
         if self.object_tokens_at_run_time == "first" and not self.object_position_tokens:
             raise ValueError("object_tokens_at_run_time sets what the object tokens carry at run time: add "
                              "--policy.object_position_tokens=true, or drop it.")
-        if self.object_readout_unconditioned_keypoints and not (
-                self.object_readout_source == "keypoints" and self.language_film):
-            raise ValueError("object_readout_unconditioned_keypoints reads the keypoints without the instruction's "
-                             "FiLM: it needs --policy.object_readout_source=keypoints and --policy.language_film=true, "
-                             "or drop it.")
         if self.object_readout_cameras and self.object_readout_source != "keypoints":
             raise ValueError("object_readout_cameras chooses the cameras of the keypoint readout: add "
                              "--policy.object_readout_source=keypoints, or drop --policy.object_readout_cameras.")

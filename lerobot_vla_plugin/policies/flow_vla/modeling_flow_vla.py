@@ -356,9 +356,6 @@ class FlowVLAModel(nn.Module):
         keypoints = None
         if self.config.object_readout_source == "keypoints":
             prefix, mask, keypoints = self.prefix_encoder.encode_with_keypoints(*inputs)
-            if keypoints is not None and self.config.object_readout_unconditioned_keypoints:
-                keypoints = KeypointView(
-                    self.prefix_encoder.keypoint_coordinates(*inputs[:3], conditioned=False), keypoints.instruction)
         else:
             prefix, mask = self.prefix_encoder(*inputs)
         if self.object_readout is None or not (with_estimate or self.object_tokens is not None):
