@@ -171,6 +171,21 @@ def _ours(port: str, protocol: str, iterations: int, **options) -> dict[str, dic
         bus.disconnect(disable_torque=False)
 
 
+def _connect_as_a_user_would(bus, attempts: int = 3) -> None:
+    """LeRobot's bus gives up on the first unanswered handshake packet. The emulator is a process on the same CPU,
+    and on a loaded machine it can miss the SDK's reply window of a few tens of milliseconds once: try again, as a
+    user re-running the command would, and say so. Only the connection is retried; every timed operation counts."""
+    for attempt in range(1, attempts + 1):
+        try:
+            bus.connect()
+            return
+        except ConnectionError as error:
+            if attempt == attempts:
+                raise
+            print(f"LeRobot's bus could not connect to the emulator (attempt {attempt} of {attempts}: "
+                  f"{str(error).strip().splitlines()[0]}); the machine may be busy, trying again")
+
+
 def _lerobot(port: str, protocol: str, iterations: int) -> dict[str, dict]:
     from lerobot.robots.utils import ensure_safe_goal_position
 
@@ -180,7 +195,7 @@ def _lerobot(port: str, protocol: str, iterations: int) -> dict[str, dict]:
     else:
         from lerobot.motors.dynamixel import DynamixelMotorsBus as Bus
     bus = Bus(port, motors, calibration)
-    bus.connect()
+    _connect_as_a_user_would(bus)
     try:
         bus.configure_motors()
         present = bus.sync_read("Present_Position")

@@ -166,6 +166,8 @@ class FlowVLAConfig(PreTrainedConfig):
     # without keyposes, 1 500 steps more with them; 50 fresh scenes, synchronous, the same draws): 17/50 against
     # 6/50 for those weights, the jaws closing 19 mm from the cube's centre (median) against 31 mm.
     object_keyposes: str = ""
+    # How high over each object (metres above the table) the keyposes hover the gripper: about where the virtual
+    # SO-101's demonstrations pause above a cube before descending, and carry it over the bowl.
     object_keypose_height_m: float = 0.06
     # What the readout reads: "prefix" (the fused camera, language and state tokens, by cross-attention) or
     # "keypoints" (where the image keypoint detectors look, plus the pooled instruction, by an MLP). Measured on
