@@ -164,7 +164,8 @@ class FlowVLAConfig(PreTrainedConfig):
     # land on the cube's angles exactly instead of near the average layout's. The action statistics they need are
     # stored in the checkpoint. Empty: off. Measured on the virtual SO-101 (120 demonstrations; the best weights
     # without keyposes, 1 500 steps more with them; 50 fresh scenes, synchronous, the same draws): 17/50 against
-    # 6/50 for those weights and 6/50 (12 %; of the 50 scenes 14 succeeded only with keyposes, 3 only without) for the same 1 500 steps without keyposes.
+    # 6/50 for those weights and 6/50 for the same 1 500 steps without keyposes (of the 50 scenes, 14 succeeded
+    # only with keyposes, 3 only without).
     object_keyposes: str = ""
     # How high over each object (metres above the table) the keyposes hover the gripper: about where the virtual
     # SO-101's demonstrations pause above a cube before descending, and carry it over the bowl.
