@@ -62,6 +62,7 @@ def stopped(reason: object) -> str:
     """'Stopped: <reason>.' as one sentence, whether or not the reason already ends with a full stop."""
     return f"Stopped: {str(reason).rstrip('.')}."
 
+
 EXIT_OK, EXIT_FAULT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
