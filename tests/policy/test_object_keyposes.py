@@ -105,5 +105,11 @@ def test_keyposes_without_the_action_statistics_or_the_object_tokens_are_refused
         policy.forward(batch)
     with pytest.raises(ValueError, match="object_position_tokens=true"):
         FlowVLAConfig(object_position_loss_weight=1.0, object_keyposes="so101")
+    from lerobot.configs.types import NormalizationMode
+
+    with pytest.raises(ValueError, match="MEAN_STD"):
+        FlowVLAConfig(object_position_loss_weight=1.0, object_position_tokens=True, object_keyposes="so101",
+                      normalization_mapping={"VISUAL": NormalizationMode.IDENTITY, "STATE": NormalizationMode.MEAN_STD,
+                                             "ACTION": NormalizationMode.MIN_MAX})
     with pytest.raises(ValueError, match="kinematics of"):
         FlowVLAConfig(object_position_loss_weight=1.0, object_position_tokens=True, object_keyposes="ur5")

@@ -331,6 +331,9 @@ class FlowVLAConfig(PreTrainedConfig):
         if self.object_keyposes and not self.object_position_tokens:
             raise ValueError("object_keyposes turns the object tokens' positions into joint keyposes: add "
                              "--policy.object_position_tokens=true, or drop it.")
+        if self.object_keyposes and self.normalization_mapping.get("ACTION") != NormalizationMode.MEAN_STD:
+            raise ValueError("object_keyposes puts the keyposes in mean/std-normalised action units: keep "
+                             "normalization_mapping ACTION at MEAN_STD, or drop object_keyposes.")
         if self.object_keyposes and self.object_keyposes not in KEYPOSE_ARMS:
             raise ValueError(f"object_keyposes knows the kinematics of {list(KEYPOSE_ARMS)}, not "
                              f"'{self.object_keyposes}'.")
