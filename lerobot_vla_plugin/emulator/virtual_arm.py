@@ -364,6 +364,11 @@ class VirtualSO101:
         with self.lock:
             return self.sim.task_object_positions(self.task)
 
+    def named_object_positions(self) -> np.ndarray:
+        """The objects where they are now, by name (sim/features.OBJECT_NAMED_POSITION_NAMES)."""
+        with self.lock:
+            return self.sim.named_object_positions()
+
     def status(self) -> dict:
         with self.lock:
             return {

@@ -11,6 +11,13 @@ OBJECT_POSITION_NAMES = tuple(f"{obj}_{axis}" for obj in ("instructed_cube", "ot
 # scene once, before it moves, knows about it (flow_vla's object tokens with object_tokens_at_run_time="first").
 OBJECT_START_POSITIONS_FEATURE = "observation.sim_object_start_positions"
 
+# The same objects by name, in one order whatever the task: what a readout that finds each object by its
+# appearance learns (flow_vla's object_readout_source="appearance"), while the instruction says which is which.
+OBJECT_NAMED_POSITIONS_FEATURE = "observation.sim_object_positions_by_name"
+NAMED_OBJECTS = ("red_cube", "blue_cube", "bowl")
+OBJECT_NAMED_POSITION_NAMES = tuple(f"{obj}_{axis}" for obj in NAMED_OBJECTS for axis in "xyz")
+
 # Features a policy may list among its inputs (LeRobot lists every `observation.*` feature of its training data)
 # but never needs at run time: an arm that does not have them is still served.
-TRAINING_ONLY_FEATURES = frozenset({OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE})
+TRAINING_ONLY_FEATURES = frozenset({OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE,
+                                    OBJECT_NAMED_POSITIONS_FEATURE})

@@ -12,6 +12,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from lerobot_vla_plugin.sim.features import NAMED_OBJECTS
 from lerobot_vla_plugin.sim.kinematics import GRASP_SITE
 from lerobot_vla_plugin.sim.servo_mapping import joint_to_servo_steps, servo_steps_to_joint
 
@@ -188,6 +189,11 @@ class SO101Sim:
         places = self.object_positions()
         other = "blue" if self._check_task(task_key) == "red" else "red"
         return np.concatenate([places[f"{task_key}_cube"], places[f"{other}_cube"], places["bowl"]]).astype(np.float32)
+
+    def named_object_positions(self) -> np.ndarray:
+        """(9,) float32 in sim/features.OBJECT_NAMED_POSITION_NAMES order: red cube, blue cube, bowl."""
+        places = self.object_positions()
+        return np.concatenate([places[name] for name in NAMED_OBJECTS]).astype(np.float32)
 
     def cube_yaw(self, task_key: str) -> float:
         """Heading of the cube's x face normal, used to line the jaws up with two faces."""

@@ -20,7 +20,17 @@ from lerobot.robots.config import RobotConfig
 from lerobot.teleoperators.config import TeleoperatorConfig
 
 from ..sim.scene_seeds import recording_scene_seed
-from ..sim.features import OBJECT_POSITION_NAMES, OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE
+from ..sim.features import (
+    OBJECT_NAMED_POSITION_NAMES,
+    OBJECT_NAMED_POSITIONS_FEATURE,
+    OBJECT_POSITION_NAMES,
+    OBJECT_POSITIONS_FEATURE,
+    OBJECT_START_POSITIONS_FEATURE,
+)
+
+# Training-only virtual-arm features added after the first datasets were recorded: resuming such a dataset goes on
+# without them.
+_LATER_SIM_FEATURES = (OBJECT_START_POSITIONS_FEATURE, OBJECT_NAMED_POSITIONS_FEATURE)
 from .cadence import CadenceMeter, CadenceReport
 from .keyboard import KEY_HELP, EpisodeEvents, GripperSqueezeTrigger, KeyboardControl
 from .record_config import RecordConfig, dataset_root, task_keys, validate
@@ -159,6 +169,9 @@ class RecordSession:
             for key in (OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE):
                 features[key] = {"dtype": "float32", "shape": (len(OBJECT_POSITION_NAMES),),
                                  "names": list(OBJECT_POSITION_NAMES)}
+            features[OBJECT_NAMED_POSITIONS_FEATURE] = {"dtype": "float32",
+                                                        "shape": (len(OBJECT_NAMED_POSITION_NAMES),),
+                                                        "names": list(OBJECT_NAMED_POSITION_NAMES)}
         return features
 
     def _missing_calibration(self) -> str:
@@ -202,18 +215,16 @@ class RecordSession:
             self.recorder = CrashSafeRecorder.create(ds.repo_id, root, **options)
 
     def _features_to_resume(self, root: Path) -> dict:
-        """A virtual-arm dataset recorded before the episode-start positions were recorded goes on without them."""
+        """A virtual-arm dataset recorded before a later training-only feature existed goes on without it."""
         from lerobot.datasets.utils import INFO_PATH, load_info
 
-        if OBJECT_START_POSITIONS_FEATURE not in self.features or not (root / INFO_PATH).is_file():
+        if not set(_LATER_SIM_FEATURES) & set(self.features) or not (root / INFO_PATH).is_file():
             return self.features
         try:
             recorded = load_info(root)["features"]
         except (ValueError, KeyError, TypeError):
             return self.features  # a damaged info.json: resuming reports it, with the fix
-        if OBJECT_START_POSITIONS_FEATURE in recorded:
-            return self.features
-        return {key: ft for key, ft in self.features.items() if key != OBJECT_START_POSITIONS_FEATURE}
+        return {key: ft for key, ft in self.features.items() if key not in _LATER_SIM_FEATURES or key in recorded}
 
     # -- the session ------------------------------------------------------------------------------------------
 
@@ -493,7 +504,7 @@ class RecordSession:
         recorder = self.recorder
         # The robot's own features, built from its observation; the virtual arm's object positions come from it.
         features = {key: ft for key, ft in recorder.features.items()
-                    if key not in (OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE)}
+                    if key not in (OBJECT_POSITIONS_FEATURE, *_LATER_SIM_FEATURES)}
         start_positions = None  # the objects at this call's first recorded frame: the episode's start
         arm = self.virtual.arm if (self.virtual is not None and self.lockstep) else None
         start = clock()
@@ -520,6 +531,8 @@ class RecordSession:
                         start_positions = frame[OBJECT_POSITIONS_FEATURE]
                     if OBJECT_START_POSITIONS_FEATURE in recorder.features:
                         frame[OBJECT_START_POSITIONS_FEATURE] = start_positions
+                    if OBJECT_NAMED_POSITIONS_FEATURE in recorder.features:
+                        frame[OBJECT_NAMED_POSITIONS_FEATURE] = self.virtual.named_object_positions()
                 recorder.add_frame(frame)
                 meter.add_recorder_time(time.perf_counter() - write_start)
                 meter.frame(observation, loop_start, data_time)

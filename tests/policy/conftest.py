@@ -100,11 +100,13 @@ def tiny_config() -> FlowVLAConfig:
 
 
 OBJECTS_KEY = "observation.sim_object_positions"
+NAMED_OBJECTS_KEY = "observation.sim_object_positions_by_name"
 
 
 def write_tiny_dataset(root, object_positions: bool = False):
     """A 3-episode LeRobotDataset (images stored as PNG, no video codec needed) written with LeRobot's API;
-    `object_positions` adds the per-frame object-position feature the virtual arm records (9 numbers)."""
+    `object_positions` adds the per-frame object-position features the virtual arm records (9 numbers each: in
+    the instruction's order, and by name, where the second task names the second object)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     names = [f"joint_{i}" for i in range(STATE_DIM)]
@@ -114,7 +116,8 @@ def write_tiny_dataset(root, object_positions: bool = False):
         IMAGE_KEY: {"dtype": "image", "shape": (32, 32, 3), "names": ["height", "width", "channels"]},
     }
     if object_positions:
-        features[OBJECTS_KEY] = {"dtype": "float32", "shape": (9,), "names": [f"p{i}" for i in range(9)]}
+        for key in (OBJECTS_KEY, NAMED_OBJECTS_KEY):
+            features[key] = {"dtype": "float32", "shape": (9,), "names": [f"p{i}" for i in range(9)]}
     dataset = LeRobotDataset.create(
         repo_id=f"local/{root.name}", fps=10, features=features, root=root, robot_type="synthetic",
         use_videos=False,
@@ -132,6 +135,8 @@ def write_tiny_dataset(root, object_positions: bool = False):
             }
             if object_positions:
                 values[OBJECTS_KEY] = rng.uniform(-0.2, 0.3, 9).astype(np.float32)
+                by_name = [0, 1, 2, 3, 4, 5] if episode % 2 == 0 else [3, 4, 5, 0, 1, 2]
+                values[NAMED_OBJECTS_KEY] = values[OBJECTS_KEY][[*by_name, 6, 7, 8]]
             dataset.add_frame(values)
         dataset.save_episode()
     dataset.finalize()

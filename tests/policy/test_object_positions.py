@@ -13,7 +13,7 @@ from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import FlowVLAPolicy
 from lerobot_vla_plugin.policies.flow_vla.processor_flow_vla import make_flow_vla_pre_post_processors
 from lerobot_vla_plugin.training.decoded_dataset import DecodedFrameDataset
 
-from .conftest import OBJECTS_KEY, TINY_POLICY_KWARGS
+from .conftest import NAMED_OBJECTS_KEY, OBJECTS_KEY, TINY_POLICY_KWARGS
 
 
 def config_for(root, **overrides):
@@ -41,7 +41,7 @@ def training_batch(root, config, meta):
 def test_decoded_samples_carry_the_positions_lerobot_serves(tiny_objects_dataset_root):
     plain = LeRobotDataset("local/flow_vla_tiny_objects", root=tiny_objects_dataset_root)
     decoded = DecodedFrameDataset(plain, chunk_size=5)
-    assert decoded.vector_keys == [OBJECTS_KEY]
+    assert decoded.vector_keys == [OBJECTS_KEY, NAMED_OBJECTS_KEY]
     for index in (0, 13, 35):
         torch.testing.assert_close(decoded[index][OBJECTS_KEY], plain[index][OBJECTS_KEY])
 
@@ -253,10 +253,9 @@ def test_object_tokens_can_hold_the_first_estimate_of_an_episode(tiny_objects_da
     torch.testing.assert_close(policy.held_object_positions, held)
     assert not torch.allclose(live.model.encode_scene(moved_scene)[3], held)  # the live estimate moved ...
     with torch.no_grad():  # ... and the held tokens are what the expert read
-        prefix, mask, state, _, carried = policy.model.encode_scene(moved_scene,
-                                                                    token_positions=(held, torch.ones(6)))
-        expected = policy.model.sample(policy.model.cache_scene(prefix, mask, state, carried), noise,
-                                       config.num_inference_steps)[:, :, : policy.action_dim]
+        scene = policy.model.encode_scene(moved_scene, token_positions=(held, torch.ones(6)))
+        expected = policy.model.sample(policy.model.cache_scene(scene.prefix, scene.mask, scene.state, scene.carried),
+                                       noise, config.num_inference_steps)[:, :, : policy.action_dim]
     torch.testing.assert_close(later, expected)
 
     policy.reset()
@@ -379,3 +378,101 @@ def test_a_keypoint_readout_camera_that_does_not_exist_is_named():
     with pytest.raises(ValueError, match=r"'wrist'.*cameras: \['front'\]"):
         FlowVLAPolicy(make_tiny_config(image_keypoints=4, object_position_loss_weight=1.0,
                                        object_readout_source="keypoints", object_readout_cameras=("wrist",)))
+
+
+def test_the_slot_loss_teaches_the_objects_by_name_and_the_order_by_instruction():
+    from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import SlotReadout, slot_readout_loss
+
+    named = torch.rand(4, 3, 2)  # red cube, blue cube, bowl
+    instructed = torch.stack([named[0], named[1], named[2][[1, 0, 2]], named[3][[1, 0, 2]]])  # red, red, blue, blue
+    mask = torch.ones(4, 3)
+    right = torch.full((4, 3, 3), -30.0)  # order logits: row = object in instruction order, column = slot
+    right[:2, [0, 1, 2], [0, 1, 2]] = 30.0  # red task: instructed = slot 0 (red), other = slot 1
+    right[2:, [0, 1, 2], [1, 0, 2]] = 30.0  # blue task: instructed = slot 1 (blue), other = slot 0
+    assert slot_readout_loss(SlotReadout(named, right), named, instructed, mask) < 1e-6
+    # slots that follow the instructed cube (where the arm heads) instead of a colour: wrong for the blue task
+    following = instructed.clone()
+    assert slot_readout_loss(SlotReadout(following, right), named, instructed, mask) > 0.01
+    # the right slots, order logits that name the wrong ones: the cross-entropy says so
+    assert slot_readout_loss(SlotReadout(named, right.flip(0)), named, instructed, mask) > 10
+    # a lifted instructed cube (mask 0) teaches its named slot nothing
+    off = named.clone()
+    off[2, 1] += 1.0  # the blue slot of a blue-task sample
+    mask[2, 0] = 0.0
+    assert slot_readout_loss(SlotReadout(off, right), named, instructed, mask) < 1e-6
+
+
+def test_an_appearance_readout_learns_the_objects_by_colour_and_the_order_from_the_instruction():
+    """Synthetic images (a table colour, a red and a blue square, a white disc) at random places: the slots learn
+    where each colour is, the instruction which one it names; the same picture told the other task swaps them."""
+    from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import AppearanceObjectReadout, slot_readout_loss
+
+    torch.manual_seed(0)
+    readout = AppearanceObjectReadout(3, camera=0, dim=8)
+    instructions = torch.randn(2, 8)  # "red", "blue"
+    optimizer = torch.optim.Adam(readout.parameters(), lr=3e-3)
+    colours = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.1, 0.9], [0.95, 0.95, 0.95]])
+
+    def scenes(count):
+        places = torch.rand(count, 3, 2) * 1.6 - 0.8  # red, blue, bowl in image coordinates [-1, 1]
+        images = torch.tensor([0.7, 0.5, 0.3])[None, :, None, None].repeat(count, 1, 24, 32)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, 24), torch.linspace(-1, 1, 32), indexing="ij")
+        for index, colour in enumerate(colours):
+            size = 0.12 if index < 2 else 0.25
+            inside = ((xs - places[:, index, :1, None]).abs() < size) & ((ys - places[:, index, 1:, None]).abs() < size)
+            images = torch.where(inside[:, None], colour[None, :, None, None], images)
+        task = torch.randint(0, 2, (count,))
+        instructed = torch.where(task[:, None, None] == 0, places, places[:, [1, 0, 2]])
+        return images, instructions[task], places, instructed
+
+    for _ in range(400):
+        images, instruction, named, instructed = scenes(32)
+        estimate, slots = readout([images], instruction)
+        loss = ((estimate - instructed) ** 2).mean() + slot_readout_loss(slots, named, instructed, torch.ones(32, 3))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    images, instruction, _, instructed = scenes(128)
+    with torch.no_grad():
+        estimate, slots = readout([images], instruction)
+        swapped, same_slots = readout([images], instructions[1] - instruction + instructions[0])
+    assert (estimate - instructed).norm(dim=-1).median() < 0.1  # the image is 2 across
+    torch.testing.assert_close(same_slots.slots, slots.slots)  # the instruction does not move the slots ...
+    torch.testing.assert_close(swapped[:, :2], estimate[:, [1, 0]], atol=0.05, rtol=0)  # ... it only orders them
+
+
+def test_a_policy_with_an_appearance_readout_trains_the_slots_and_their_order(tiny_objects_dataset_root):
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0,
+                              object_readout_source="appearance", object_position_tokens=True,
+                              object_tokens_at_run_time="first", object_readout_lr_scale=10.0)
+    _, batch = training_batch(tiny_objects_dataset_root, config, meta)
+    torch.manual_seed(0)
+    policy = FlowVLAPolicy(config)
+    policy.train()
+    loss, info = policy.forward(batch)
+    assert info["object_slot_loss"] > 0 and info["object_position_loss"] > 0
+    loss.backward()
+    readout = policy.model.object_readout
+    assert readout.slot_order.weight.grad.abs().sum() > 0 and readout.colour[0].weight.grad.abs().sum() > 0
+    groups = policy.get_optim_params()
+    assert groups[1]["lr"] == config.optimizer_lr * 10 and {id(p) for p in groups[1]["params"]} == {
+        id(p) for p in readout.parameters()}
+    assert sum(len(group["params"]) for group in groups) == len(list(policy.parameters()))
+    policy.eval()
+    policy.reset()
+    with torch.no_grad():
+        policy.predict_action_chunk(batch)
+    assert policy.held_object_positions.shape == (6, 3, 2)
+    # without the by-name positions (a dataset recorded before them) it says what to do
+    del batch[NAMED_OBJECTS_KEY]
+    policy.train()
+    with pytest.raises(KeyError, match="record it again with `lerobot-vla record --virtual so101`"):
+        policy.forward(batch)
+
+
+def test_an_appearance_readout_needs_the_small_backbone():
+    from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
+
+    with pytest.raises(ValueError, match="object_readout_source=prefix"):
+        FlowVLAConfig(object_position_loss_weight=1.0, object_readout_source="appearance", backbone="pretrained",
+                      pretrained_backbone="local/vlm")

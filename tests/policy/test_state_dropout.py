@@ -41,7 +41,7 @@ def test_the_prefix_sees_the_dropped_state_and_the_residual_offset_the_real_one(
 
     encoder.forward = spy
     policy.train()
-    _, _, state, _, _ = policy.model.encode_scene(batch)
+    state = policy.model.encode_scene(batch).state
     assert (seen["prefix_state"] == 0).all(dim=1).sum() > 40  # about 90 % of 64
     assert not (state[:, : batch["observation.state"].shape[1]] == 0).all(dim=1).any()
 

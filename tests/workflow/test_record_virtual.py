@@ -6,6 +6,8 @@ import numpy as np
 
 from lerobot_vla_plugin import cli
 from lerobot_vla_plugin.sim.features import (
+    OBJECT_NAMED_POSITION_NAMES,
+    OBJECT_NAMED_POSITIONS_FEATURE,
     OBJECT_POSITION_NAMES,
     OBJECT_POSITIONS_FEATURE,
     OBJECT_START_POSITIONS_FEATURE,
@@ -63,6 +65,11 @@ def test_one_command_records_a_two_task_dataset_that_stock_lerobot_loads(tmp_pat
     for episode in (0, 1):
         frames = slice(30 * episode, 30 * episode + 30)
         np.testing.assert_array_equal(starts[frames], np.repeat(positions[30 * episode][None], 30, axis=0))
+    # The same objects by name, whatever the task: red cube, blue cube, bowl.
+    assert features[OBJECT_NAMED_POSITIONS_FEATURE]["names"] == list(OBJECT_NAMED_POSITION_NAMES)
+    named = np.stack([np.asarray(p) for p in dataset.hf_dataset[OBJECT_NAMED_POSITIONS_FEATURE]])
+    np.testing.assert_array_equal(named[:30], positions[:30])  # the red task names the red cube first
+    np.testing.assert_array_equal(named[30:], positions[30:][:, [3, 4, 5, 0, 1, 2, 6, 7, 8]])
 
     # Resuming with another camera set is refused before anything moves; the dataset is untouched.
     one_camera = RecordSession(virtual_config(root, "--resume", "--virtual_cameras=front"), out=lambda _: None).run()
@@ -90,20 +97,21 @@ def test_resume_continues_the_dataset_and_refuses_different_settings(tmp_path):
     assert total_episodes(root) == 2
 
 
-def test_a_virtual_dataset_recorded_without_start_positions_resumes_without_them(tmp_path):
-    """Datasets recorded before the episode-start positions existed go on as they were recorded."""
+def test_a_virtual_dataset_recorded_without_later_position_features_resumes_without_them(tmp_path):
+    """Datasets recorded before the episode-start or the by-name positions existed go on as they were recorded."""
     import json
 
     position_feature = {"dtype": "float32", "shape": [9], "names": list(OBJECT_POSITION_NAMES)}
-    older, newer = tmp_path / "older", tmp_path / "newer"
-    for root, keys in ((older, [OBJECT_POSITIONS_FEATURE]),
-                       (newer, [OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE])):
+    every = [OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE, OBJECT_NAMED_POSITIONS_FEATURE]
+    oldest, older, newest = tmp_path / "oldest", tmp_path / "older", tmp_path / "newest"
+    for root, keys in ((oldest, every[:1]), (older, every[:2]), (newest, every)):
         (root / "meta").mkdir(parents=True)
         (root / "meta" / "info.json").write_text(json.dumps({"features": {k: position_feature for k in keys}}))
     session = RecordSession(virtual_config(older, "--resume"), out=lambda _: None)
-    session.features = {OBJECT_POSITIONS_FEATURE: position_feature, OBJECT_START_POSITIONS_FEATURE: position_feature}
-    assert set(session._features_to_resume(older)) == {OBJECT_POSITIONS_FEATURE}
-    assert set(session._features_to_resume(newer)) == {OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE}
+    session.features = {key: position_feature for key in every}
+    assert set(session._features_to_resume(oldest)) == set(every[:1])
+    assert set(session._features_to_resume(older)) == set(every[:2])
+    assert set(session._features_to_resume(newest)) == set(every)
 
 
 def test_min_hz_rejects_takes_below_it_instead_of_stamping_them_at_nominal_fps(tmp_path):

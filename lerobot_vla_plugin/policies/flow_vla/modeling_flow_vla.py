@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ from lerobot.utils.constants import (
 from torch import Tensor, nn
 
 from lerobot_vla_plugin.policies.flow_vla import processor_flow_vla  # noqa: F401  (registers processor steps)
-from lerobot_vla_plugin.policies.flow_vla.backbones import KeypointView, make_prefix_encoder
+from lerobot_vla_plugin.policies.flow_vla.backbones import KeypointView, make_prefix_encoder, pooled_instruction
 from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
 from lerobot_vla_plugin.policies.flow_vla.keyposes import KEYPOSE_JOINTS, ObjectKeyposes
 from lerobot_vla_plugin.policies.flow_vla.layers import (
@@ -218,6 +219,75 @@ class KeypointObjectReadout(nn.Module):
         return self.mlp(features).view(-1, self.count, 2)
 
 
+class AppearanceObjectReadout(nn.Module):
+    """Each object found by its colour, then put in the instruction's order (object_readout_source="appearance").
+
+    Every object has its own few detectors, and a detector scores each pixel of one camera's image by that pixel's
+    colour alone (1x1 convolutions), reduced to the expected (x, y) of its softmax over the image. An object's slot
+    is a small MLP of its own detectors' coordinates only, so a slot can be where a colour is and nowhere else: it
+    cannot become "the cube the arm heads for", which a readout of context-aware keypoints learns from the
+    demonstrations (the arm's heading tells which cube is instructed in most frames, but not in the first one, the
+    one that counts). The slots learn the objects by name (a recorded feature in a fixed order), and the pooled
+    instruction orders them (a soft permutation)."""
+
+    def __init__(self, count: int, camera: int, dim: int, detectors_per_object: int = 4, hidden: int = 64):
+        """camera: the position in the policy's image features of the camera it reads."""
+        super().__init__()
+        self.count, self.camera, self.detectors_per_object = count, camera, detectors_per_object
+        self.colour = nn.Sequential(nn.Conv2d(3, 16, kernel_size=1), nn.GELU(approximate="tanh"),
+                                    nn.Conv2d(16, count * detectors_per_object, kernel_size=1))
+        # A sharp softmax from the start: a cube covers about 1 % of the image, and a detector must outscore the
+        # rest of the image by ln(100) before its expected position moves onto the cube.
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(0.1)))
+        self.slot_mlps = nn.ModuleList(
+            nn.Sequential(nn.Linear(2 * detectors_per_object, hidden), nn.GELU(approximate="tanh"),
+                          nn.Linear(hidden, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, 2))
+            for _ in range(count))
+        self.slot_order = nn.Linear(dim, count * count)  # instruction -> logits, row = object, column = slot
+        nn.init.zeros_(self.slot_order.weight)  # every slot equally likely at first
+        nn.init.zeros_(self.slot_order.bias)
+
+    def coordinates(self, image: Tensor) -> Tensor:
+        """(B, 3, H, W) in [0, 1] -> each detector's expected (x, y) in [-1, 1], (B, count * detectors, 2)."""
+        heat = self.colour((image.float() - 0.5) / 0.25)
+        _, _, height, width = heat.shape
+        attention = torch.softmax(heat.flatten(2) / self.log_temperature.exp(), dim=-1)
+        ys = torch.linspace(-1.0, 1.0, height, device=heat.device)
+        xs = torch.linspace(-1.0, 1.0, width, device=heat.device)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        return attention @ torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)
+
+    def forward(self, images: list[Tensor], instruction: Tensor) -> tuple[Tensor, SlotReadout]:
+        """images: the policy's prepared camera images; instruction (B, dim) pooled -> (estimate (B, count, 2) in
+        instruction order, the slots before the instruction ordered them)"""
+        groups = self.coordinates(images[self.camera]).split(self.detectors_per_object, dim=1)
+        slots = torch.stack([mlp(group.flatten(1)) for mlp, group in zip(self.slot_mlps, groups, strict=True)], 1)
+        order_logits = self.slot_order(instruction).view(-1, self.count, self.count)
+        # The ordered estimate's loss trains the order only: the slots learn from the objects by name.
+        return torch.softmax(order_logits, dim=-1) @ slots.detach(), SlotReadout(slots, order_logits)
+
+
+class SlotReadout(NamedTuple):
+    """A readout by appearance before the instruction orders it."""
+
+    slots: Tensor  # (B, count, 2) decimetres, one per object in an order the instruction does not change
+    order_logits: Tensor  # (B, count, count): row = object in instruction order, column = slot
+
+
+def slot_readout_loss(readout: SlotReadout, named: Tensor, instructed: Tensor, mask: Tensor) -> Tensor:
+    """Teach the slots where each object is by name, and the instruction which named object it means.
+
+    named: (B, count, 2) the objects in their fixed order (red cube, blue cube, bowl), the slots' targets;
+    instructed: (B, count, 2) the same objects in the instruction's order; mask: (B, count), 1 for each object
+    (instruction order) the readout learns from. Which named object each instructed one is comes from matching
+    the two (the same recorded positions), and the order logits learn it by cross-entropy."""
+    which = torch.cdist(instructed.float(), named.float()).argmin(dim=-1)  # (B, count): instructed i = named which[i]
+    named_mask = torch.zeros_like(mask).scatter_(1, which, mask)[..., None].expand_as(named)
+    squared_error = masked_mean_squared_error(readout.slots, named, named_mask)
+    order_loss = F.cross_entropy(readout.order_logits.flatten(0, 1).float(), which.flatten())
+    return squared_error + order_loss
+
+
 OBJECT_POSITION_SCALE = 10.0  # metres -> decimetres for the object-position target
 
 
@@ -233,6 +303,17 @@ class ObjectPositionTokens(nn.Module):
     def forward(self, positions: Tensor) -> Tensor:
         """(B, count, 2) -> (B, count, dim)"""
         return self.embed(positions) + self.identity.to(positions.dtype)
+
+
+class EncodedScene(NamedTuple):
+    """FlowVLAModel.encode_scene's result."""
+
+    prefix: Tensor  # (B, L, D) tokens
+    mask: Tensor  # (B, L), True for real tokens
+    state: Tensor | None  # the padded state
+    estimate: Tensor | None  # where the objects are, (B, objects, 2) decimetres, instructed cube first
+    carried: Tensor | None  # what the object tokens carry, (B, objects, 2)
+    slots: SlotReadout | None  # object_readout_source="appearance": the readout before the instruction orders it
 
 
 def masked_mean_squared_error(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -257,6 +338,9 @@ class FlowVLAModel(nn.Module):
                 config.object_position_count, config.object_readout_camera_indices(), config.image_keypoints,
                 context_dim,
             )
+        elif config.object_position_loss_weight > 0 and config.object_readout_source == "appearance":
+            self.object_readout = AppearanceObjectReadout(
+                config.object_position_count, config.object_readout_camera_indices()[0], context_dim)
         elif config.object_position_loss_weight > 0:
             self.object_readout = PrefixReadout(config.object_position_count, 2, context_dim)
         self.object_tokens = (
@@ -316,8 +400,8 @@ class FlowVLAModel(nn.Module):
         return state * keep.to(state.dtype)
 
     def encode_prefix(self, batch: dict[str, Tensor]) -> PrefixCache:
-        prefix, mask, state, _, carried = self.encode_scene(batch)
-        return self.cache_scene(prefix, mask, state, carried)
+        scene = self.encode_scene(batch)
+        return self.cache_scene(scene.prefix, scene.mask, scene.state, scene.carried)
 
     def cache_scene(self, prefix: Tensor, mask: Tensor, state: Tensor | None, carried: Tensor | None) -> PrefixCache:
         """The expert's cache of an encoded scene; `carried`: the object positions its tokens carry."""
@@ -332,18 +416,18 @@ class FlowVLAModel(nn.Module):
 
     def encode_prefix_tokens(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
         """(prefix tokens, their mask, the padded state) of an observation batch."""
-        prefix, mask, state, _, _ = self.encode_scene(batch)
-        return prefix, mask, state
+        scene = self.encode_scene(batch)
+        return scene.prefix, scene.mask, scene.state
 
     def encode_scene(self, batch: dict[str, Tensor], with_estimate: bool = False,
-                     token_positions: tuple[Tensor, Tensor] | None = None
-                     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+                     token_positions: tuple[Tensor, Tensor] | None = None) -> EncodedScene:
         """encode_prefix_tokens plus the object-position estimate (B, objects, 2) in decimetres: computed when it
         becomes object tokens or `with_estimate` asks (the training target), else None. With
         object_readout_source="keypoints" it reads where the image keypoints look, not the fused prefix.
         `token_positions`, training only: ((B, objects, 2) in decimetres, (B,) mask), what the object tokens of
         the masked samples carry instead of the estimate (see FlowVLAConfig.object_tokens_recorded_noise_m).
-        Last, the positions the object tokens carry (B, objects, 2), or None without object tokens."""
+        Then the positions the object tokens carry (B, objects, 2), or None without object tokens; last the
+        readout's slots before the instruction ordered them with object_readout_source="appearance" (else None)."""
         if OBS_LANGUAGE_TOKENS not in batch:
             raise KeyError(
                 f"'{OBS_LANGUAGE_TOKENS}' is missing: run observations through the flow_vla preprocessor "
@@ -359,12 +443,17 @@ class FlowVLAModel(nn.Module):
         else:
             prefix, mask = self.prefix_encoder(*inputs)
         if self.object_readout is None or not (with_estimate or self.object_tokens is not None):
-            return prefix, mask, state, None, None
+            return EncodedScene(prefix, mask, state, None, None, None)
+        slots = None
         if self.config.object_readout_source == "keypoints":
             if keypoints is None:
                 raise ValueError("object_readout_source='keypoints' reads the camera keypoints, but this batch has "
                                  f"no camera image (the policy expects {list(self.config.image_features)}).")
             estimate = self.object_readout(keypoints)
+        elif self.config.object_readout_source == "appearance":
+            tokens, token_mask = batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK].bool()
+            instruction = pooled_instruction(self.prefix_encoder.text_embeddings(tokens), token_mask)
+            estimate, slots = self.object_readout(inputs[0], instruction)
         else:
             estimate = self.object_readout(prefix, mask)
         carried = None
@@ -376,7 +465,7 @@ class FlowVLAModel(nn.Module):
             tokens = self.object_tokens(carried)
             prefix = torch.cat([prefix, tokens], dim=1)
             mask = torch.cat([mask, torch.ones(tokens.shape[:2], dtype=mask.dtype, device=mask.device)], dim=1)
-        return prefix, mask, state, estimate, carried
+        return EncodedScene(prefix, mask, state, estimate, carried, slots)
 
     def recorded_token_positions(self, positions: Tensor, sample_mask: Tensor) -> tuple[Tensor, Tensor]:
         """The object tokens' training input: the recorded table x/y (decimetres) plus Gaussian noise of
@@ -456,6 +545,7 @@ class FlowVLAModel(nn.Module):
         objects: tuple[Tensor, Tensor] | None = None,
         token_objects: Tensor | None = None,
         readout_objects: Tensor | None = None,
+        named_objects: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
         """Masked flow-matching (+ shortcut) loss; actions padded to max_action_dim, mask (B, T, max_action_dim).
 
@@ -464,15 +554,16 @@ class FlowVLAModel(nn.Module):
         `future`: (actions, mask) at config.future_action_offsets, for the far-future auxiliary.
         `objects`: (positions (B, objects * 3) in metres, per-sample mask (B,)), for the object auxiliary;
         `token_objects`: the positions the object tokens carry instead of `objects`' (same layout), if given;
-        `readout_objects`: (B, objects), 1 where the object readout learns that sample's object (default: all)."""
+        `readout_objects`: (B, objects), 1 where the object readout learns that sample's object (default: all);
+        `named_objects`: the same objects by name (B, objects * 3), which object_readout_source="appearance" needs."""
         token_positions = None
         if objects is not None and self.object_tokens is not None and self.config.object_tokens_recorded_noise_m >= 0:
             positions, sample_mask = objects
             token_positions = self.recorded_token_positions(
                 positions if token_objects is None else token_objects, sample_mask)
-        prefix, prefix_mask, state, object_estimate, carried = self.encode_scene(
-            batch, with_estimate=objects is not None, token_positions=token_positions)
-        cache = self.cache_scene(prefix, prefix_mask, state, carried)
+        scene = self.encode_scene(batch, with_estimate=objects is not None, token_positions=token_positions)
+        prefix, prefix_mask = scene.prefix, scene.mask
+        cache = self.cache_scene(prefix, prefix_mask, scene.state, scene.carried)
         batch_size = actions.shape[0]
         valid_steps = loss_mask.amax(dim=-1) > 0
         if noise is None:
@@ -519,7 +610,7 @@ class FlowVLAModel(nn.Module):
             loss = loss + self.config.future_action_loss_weight * future_loss
         if objects is not None and self.object_readout is not None:
             positions, sample_mask = objects
-            predicted = object_estimate
+            predicted = scene.estimate
             # Table x, y in decimetres (the workspace is a few across, so about unit scale); heights say little.
             target = positions.reshape(positions.shape[0], -1, 3)[..., :2] * OBJECT_POSITION_SCALE
             mask = sample_mask[:, None, None].float()
@@ -528,6 +619,17 @@ class FlowVLAModel(nn.Module):
             mask = mask.expand_as(predicted)
             object_loss = masked_mean_squared_error(predicted, target, mask)
             info["object_position_loss"] = object_loss.item()
+            if scene.slots is not None:
+                if named_objects is None:
+                    raise KeyError(
+                        "object_readout_source='appearance' learns each object by name from "
+                        f"'{self.config.object_named_positions_key}', which this dataset does not have: record it "
+                        "again with `lerobot-vla record --virtual so101`, or use "
+                        "--policy.object_readout_source=keypoints.")
+                named = named_objects.reshape(named_objects.shape[0], -1, 3)[..., :2] * OBJECT_POSITION_SCALE
+                slot_loss = slot_readout_loss(scene.slots, named, target, mask[..., 0])
+                info["object_slot_loss"] = slot_loss.item()
+                object_loss = object_loss + slot_loss
             loss = loss + self.config.object_position_loss_weight * object_loss
         info["loss"] = loss.item()
         return loss, info
@@ -636,13 +738,21 @@ class FlowVLAPolicy(PreTrainedPolicy):
         holds = self.config.object_tokens_at_run_time == "first"  # the config ensures object tokens then
         held = self.held_object_positions if holds else None
         token_positions = None if held is None else (held, torch.ones(held.shape[0], device=held.device))
-        prefix, mask, state, estimate, carried = self.model.encode_scene(batch, token_positions=token_positions)
+        scene = self.model.encode_scene(batch, token_positions=token_positions)
         if holds and held is None and may_hold:
-            self.held_object_positions = estimate
-        return self.model.cache_scene(prefix, mask, state, carried)
+            self.held_object_positions = scene.estimate
+        return self.model.cache_scene(scene.prefix, scene.mask, scene.state, scene.carried)
 
-    def get_optim_params(self) -> list[nn.Parameter]:
-        return [param for param in self.parameters() if param.requires_grad]
+    def get_optim_params(self) -> list[nn.Parameter] | list[dict]:
+        """The trainable parameters; as two groups when the object readout learns at object_readout_lr_scale
+        times the rate of the rest."""
+        readout = self.model.object_readout
+        if readout is None or self.config.object_readout_lr_scale == 1.0:
+            return [param for param in self.parameters() if param.requires_grad]
+        in_readout = {id(param) for param in readout.parameters()}
+        rest = [param for param in self.parameters() if param.requires_grad and id(param) not in in_readout]
+        return [{"params": rest}, {"params": [param for param in readout.parameters() if param.requires_grad],
+                                   "lr": self.config.optimizer_lr * self.config.object_readout_lr_scale}]
 
     @staticmethod
     def supports_rtc() -> bool:
@@ -674,13 +784,16 @@ class FlowVLAPolicy(PreTrainedPolicy):
             chunk = self.config.chunk_size
             future = (actions[:, chunk:], loss_mask[:, chunk:].clone())
             actions, loss_mask = actions[:, :chunk], loss_mask[:, :chunk]
-        objects, token_objects, readout_objects = None, None, None
+        objects, token_objects, readout_objects, named_objects = None, None, None, None
         positions = batch.get(self.config.object_positions_key)
         if self.model.object_readout is not None and positions is not None:  # a dataset of the virtual arm
             positions = positions[:, -1] if positions.ndim == 3 else positions
             objects = (positions, torch.ones(positions.shape[0], device=positions.device))
             token_objects = self.recorded_start_positions(batch)
             readout_objects = self.resting_objects(batch, positions)
+            named_objects = batch.get(self.config.object_named_positions_key)
+            if named_objects is not None and named_objects.ndim == 3:
+                named_objects = named_objects[:, -1]
         n_outliers = int(actions.shape[0] * self.config.outlier_exposure_fraction) if self.training else 0
         if n_outliers > 0:
             # The last n_outliers samples: corrupted observation, actions of random other samples.
@@ -695,7 +808,8 @@ class FlowVLAPolicy(PreTrainedPolicy):
             if objects is not None:  # nor about where the objects are
                 objects[1][-n_outliers:] = 0.0
         return self.model.loss(batch, actions, loss_mask, noise=noise, time=time, future=future, objects=objects,
-                               token_objects=token_objects, readout_objects=readout_objects)
+                               token_objects=token_objects, readout_objects=readout_objects,
+                               named_objects=named_objects)
 
     def resting_objects(self, batch: dict[str, Tensor], positions: Tensor) -> Tensor | None:
         """(B, objects), 1 for each object no higher than object_readout_max_lift_m above its height at the

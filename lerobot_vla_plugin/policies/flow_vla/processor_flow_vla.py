@@ -78,7 +78,8 @@ def make_flow_vla_pre_post_processors(
             # The object positions stay in metres: an object that never moves has a standard deviation near
             # zero, and dividing by it turns simulation jitter into a large, unlearnable target.
             features={key: ft for key, ft in {**config.input_features, **config.output_features}.items()
-                      if key not in (config.object_positions_key, config.object_start_positions_key)},
+                      if key not in (config.object_positions_key, config.object_start_positions_key,
+                                     config.object_named_positions_key)},
             norm_map=config.normalization_mapping,
             stats=dataset_stats,
         ),
