@@ -27,13 +27,13 @@ from ..sim.features import (
     OBJECT_POSITIONS_FEATURE,
     OBJECT_START_POSITIONS_FEATURE,
 )
+from .cadence import CadenceMeter, CadenceReport
+from .keyboard import KEY_HELP, EpisodeEvents, GripperSqueezeTrigger, KeyboardControl
+from .record_config import RecordConfig, dataset_root, task_keys, validate
 
 # Training-only virtual-arm features added after the first datasets were recorded: resuming such a dataset goes on
 # without them.
 _LATER_SIM_FEATURES = (OBJECT_START_POSITIONS_FEATURE, OBJECT_NAMED_POSITIONS_FEATURE)
-from .cadence import CadenceMeter, CadenceReport
-from .keyboard import KEY_HELP, EpisodeEvents, GripperSqueezeTrigger, KeyboardControl
-from .record_config import RecordConfig, dataset_root, task_keys, validate
 
 logger = logging.getLogger(__name__)
 
