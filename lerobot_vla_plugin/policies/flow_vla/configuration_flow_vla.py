@@ -139,9 +139,9 @@ class FlowVLAConfig(PreTrainedConfig):
     object_tokens_recorded_from: str = "frame"
     object_start_positions_key: str = "observation.sim_object_start_positions"  # dataset feature for "episode_start"
     # The object readout's learning rate as a multiple of optimizer_lr. The appearance readout's colour detectors
-    # start from nothing and must sharpen onto a cube of 1 % of the image: trained alone on the virtual SO-101's
-    # frames (120 demonstrations, 1 500 steps x 32), its first-frame error on 20 fresh scenes was 28 / 27 / 73 mm
-    # (instructed cube / other cube / bowl) at 3e-4 and 5 / 5 / 29 mm at 3e-3.
+    # start from nothing and must sharpen onto a cube a hundredth of the image in size: trained alone on the
+    # virtual SO-101's frames (120 demonstrations, 1 500 steps x 32), its first-frame error on 20 fresh scenes was
+    # 28 / 27 / 73 mm (instructed cube / other cube / bowl) at 3e-4 and 5 / 5 / 29 mm at 3e-3.
     object_readout_lr_scale: float = 1.0
     # The same objects by name in a fixed order (the virtual SO-101: red cube, blue cube, bowl), for "appearance"
     object_named_positions_key: str = "observation.sim_object_positions_by_name"
