@@ -25,6 +25,16 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def expected_positions(heat: Tensor, temperature: Tensor) -> Tensor:
+    """(N, K, H, W) scores -> the expected (x, y) in [-1, 1] of each map's softmax over the image, (N, K, 2)."""
+    _, _, height, width = heat.shape
+    attention = torch.softmax(heat.flatten(2) / temperature, dim=-1)
+    ys = torch.linspace(-1.0, 1.0, height, device=heat.device, dtype=attention.dtype)
+    xs = torch.linspace(-1.0, 1.0, width, device=heat.device, dtype=attention.dtype)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return attention @ torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)
+
+
 class SpatialSoftmaxKeypoints(nn.Module):
     """K learned detectors over a feature map, each reduced to the expected (x, y) of its softmax over the
     image (Levine et al. 2016, "End-to-end training of deep visuomotor policies"), then embedded as one token.
@@ -44,14 +54,7 @@ class SpatialSoftmaxKeypoints(nn.Module):
 
     def coordinates(self, features: Tensor) -> Tensor:
         """features (N, C, H, W) -> each detector's expected (x, y) in [-1, 1], (N, keypoints, 2)."""
-        heat = self.detector(features)
-        n, k, height, width = heat.shape
-        attention = torch.softmax(heat.flatten(2) / self.log_temperature.exp(), dim=-1)
-        ys = torch.linspace(-1.0, 1.0, height, device=heat.device, dtype=attention.dtype)
-        xs = torch.linspace(-1.0, 1.0, width, device=heat.device, dtype=attention.dtype)
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        grid = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)  # (H*W, 2)
-        return attention @ grid
+        return expected_positions(self.detector(features), self.log_temperature.exp())
 
     def embed(self, coordinates: Tensor) -> Tensor:
         """coordinates (N, keypoints, 2) -> tokens (N, keypoints, dim)."""

@@ -24,7 +24,12 @@ from lerobot.utils.constants import (
 from torch import Tensor, nn
 
 from lerobot_vla_plugin.policies.flow_vla import processor_flow_vla  # noqa: F401  (registers processor steps)
-from lerobot_vla_plugin.policies.flow_vla.backbones import KeypointView, make_prefix_encoder, pooled_instruction
+from lerobot_vla_plugin.policies.flow_vla.backbones import (
+    KeypointView,
+    expected_positions,
+    make_prefix_encoder,
+    pooled_instruction,
+)
 from lerobot_vla_plugin.policies.flow_vla.configuration_flow_vla import FlowVLAConfig
 from lerobot_vla_plugin.policies.flow_vla.keyposes import KEYPOSE_JOINTS, ObjectKeyposes
 from lerobot_vla_plugin.policies.flow_vla.layers import (
@@ -249,13 +254,7 @@ class AppearanceObjectReadout(nn.Module):
 
     def coordinates(self, image: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> each detector's expected (x, y) in [-1, 1], (B, count * detectors, 2)."""
-        heat = self.colour((image.float() - 0.5) / 0.25)
-        _, _, height, width = heat.shape
-        attention = torch.softmax(heat.flatten(2) / self.log_temperature.exp(), dim=-1)
-        ys = torch.linspace(-1.0, 1.0, height, device=heat.device)
-        xs = torch.linspace(-1.0, 1.0, width, device=heat.device)
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        return attention @ torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)
+        return expected_positions(self.colour((image.float() - 0.5) / 0.25), self.log_temperature.exp())
 
     def forward(self, images: list[Tensor], instruction: Tensor) -> tuple[Tensor, SlotReadout]:
         """images: the policy's prepared camera images; instruction (B, dim) pooled -> (estimate (B, count, 2) in
