@@ -31,25 +31,55 @@ def placements(count: int, seed: int = 0) -> np.ndarray:
     return PAN_AXIS_XY + radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
 
-def test_a_keypose_hovers_the_gripper_over_the_object_pointing_down():
+def test_a_keypose_puts_the_gripper_over_the_object_at_each_height_pointing_down():
     """Undo the normalisation the way the post-processor does (x * std + mean, degrees), put the angles on the
-    MuJoCo arm, and the grasp site is where the keypose says: over the object, at the hover height, jaws down."""
+    MuJoCo arm, and the grasp site is where the keypose says: over the object, at the hover height (the first 40)
+    and at the grasp height (the next 40), jaws down."""
     from lerobot_vla_plugin.sim.kinematics import TopDownIK
     from lerobot_vla_plugin.sim.so101 import SO101Sim
 
-    keyposes = ObjectKeyposes("so101", 0.06, OBJECT_POSITION_SCALE, ACTION_STATS)
+    heights = (0.06, 0.016)
+    keyposes = ObjectKeyposes("so101", heights, OBJECT_POSITION_SCALE, ACTION_STATS)
     points = placements(40)
     normalised = keyposes(torch.tensor(points * OBJECT_POSITION_SCALE, dtype=torch.float32)[None])[0].double()
-    assert normalised.shape == (40, KEYPOSE_JOINTS)
+    assert normalised.shape == (2 * 40, KEYPOSE_JOINTS)
     mean, std = (torch.tensor(ACTION_STATS[k][:KEYPOSE_JOINTS], dtype=torch.float64) for k in ("mean", "std"))
-    angles = np.radians((normalised * std + mean).numpy())
+    angles = np.radians((normalised * std + mean).numpy()).reshape(2, 40, KEYPOSE_JOINTS)
     ik = TopDownIK(SO101Sim().model)
-    for point, arm in zip(points, angles, strict=True):
-        position, rotation = ik.site_pose(np.r_[arm, 0.0])
-        assert np.linalg.norm(position - np.r_[point, 0.06]) < 0.002
-        assert rotation[2, 2] > 0.999  # the site's z axis (jaw tips -> wrist) points straight up: jaws down
-    # The pan follows the object around the axis, the shoulder and elbow its distance from it.
-    assert np.ptp(angles[:, 0]) > np.radians(90) and np.ptp(angles[:, 1]) > np.radians(20)
+    for height, at_height in zip(heights, angles, strict=True):
+        for point, arm in zip(points, at_height, strict=True):
+            position, rotation = ik.site_pose(np.r_[arm, 0.0])
+            assert np.linalg.norm(position - np.r_[point, height]) < 0.002
+            assert rotation[2, 2] > 0.999  # the site's z axis (jaw tips -> wrist) points straight up: jaws down
+    # The pan follows the object around the axis, the shoulder and elbow its distance from it; the pan does not
+    # depend on the height, the shoulder does.
+    assert np.ptp(angles[0, :, 0]) > np.radians(90) and np.ptp(angles[0, :, 1]) > np.radians(20)
+    np.testing.assert_allclose(angles[0, :, 0], angles[1, :, 0], atol=1e-5)
+    assert np.abs(angles[0, :, 1] - angles[1, :, 1]).min() > np.radians(4)
+
+
+def test_the_grasp_keypose_is_where_the_scripted_operator_closes_the_jaws():
+    """The virtual arm's demonstrations: the joint targets when the operator starts to squeeze are the grasp
+    keypose of the instructed cube's position, within a few degrees (its grasp point and heading vary a little)."""
+    from lerobot_vla_plugin.sim.operator import ScriptedOperator
+    from lerobot_vla_plugin.sim.so101 import SO101Sim
+
+    keyposes = ObjectKeyposes("so101", (0.016,), 1.0)
+    sim = SO101Sim()
+    errors = []
+    for seed in range(8):
+        sim.reset(seed)
+        task = ("red", "blue")[seed % 2]
+        operator = ScriptedOperator(sim, task, np.random.default_rng(seed))
+        operator.plan()
+        times = np.arange(0.0, operator.duration_s, 0.01)
+        targets = np.stack([operator.target_at(t) for t in times])
+        widest = int(np.argmax(targets[:, 5]))
+        squeeze = widest + int(np.argmax(targets[widest:, 5] < targets[widest, 5] - 0.01))
+        cube = torch.tensor(sim.task_object_positions(task)[:2], dtype=torch.float32)
+        errors.append(np.degrees(targets[squeeze, :KEYPOSE_JOINTS] - keyposes.radians(cube).numpy()))
+    errors = np.abs(np.array(errors))
+    assert np.median(errors, axis=0).max() < 3.0, errors.round(1)
 
 
 def test_keypose_gates_add_the_keyposes_to_the_arm_joints_and_learn(tiny_objects_dataset_root):
@@ -69,6 +99,10 @@ def test_keypose_gates_add_the_keyposes_to_the_arm_joints_and_learn(tiny_objects
     cache = policy.model.encode_prefix({k: v for k, v in batch.items() if k != OBJECTS_KEY})
     keyposes = cache[4]
     assert keyposes.shape == (6, config.object_position_count, KEYPOSE_JOINTS)
+    with_grasp, _ = config_for(tiny_objects_dataset_root, **KEYPOSE_OPTIONS, object_grasp_keypose_height_m=0.016)
+    grasp_model = FlowVLAPolicy(with_grasp, dataset_stats=meta.stats).model.eval()
+    assert grasp_model.encode_prefix({k: v for k, v in batch.items() if k != OBJECTS_KEY})[4].shape == (
+        6, 2 * config.object_position_count, KEYPOSE_JOINTS)
     with torch.no_grad():  # open the gate of the first object's joints fully, close every other
         expert.keypose_gate.weight.zero_()
         expert.keypose_gate.bias.zero_()
@@ -111,5 +145,7 @@ def test_keyposes_without_the_action_statistics_or_the_object_tokens_are_refused
         FlowVLAConfig(object_position_loss_weight=1.0, object_position_tokens=True, object_keyposes="so101",
                       normalization_mapping={"VISUAL": NormalizationMode.IDENTITY, "STATE": NormalizationMode.MEAN_STD,
                                              "ACTION": NormalizationMode.MIN_MAX})
+    with pytest.raises(ValueError, match="object_keyposes=so101"):
+        FlowVLAConfig(object_position_loss_weight=1.0, object_position_tokens=True, object_grasp_keypose_height_m=0.016)
     with pytest.raises(ValueError, match="kinematics of"):
         FlowVLAConfig(object_position_loss_weight=1.0, object_position_tokens=True, object_keyposes="ur5")

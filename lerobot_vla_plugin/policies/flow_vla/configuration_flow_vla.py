@@ -177,6 +177,11 @@ class FlowVLAConfig(PreTrainedConfig):
     # How high over each object (metres above the table) the keyposes hover the gripper: about where the virtual
     # SO-101's demonstrations pause above a cube before descending, and carry it over the bowl.
     object_keypose_height_m: float = 0.06
+    # Also the keyposes that put the gripper this high over each object (metres above the table): where the jaws
+    # close on a cube (the virtual SO-101's demonstrations close them 1.5-1.8 cm up, on a 2.5 cm cube). Measured
+    # on the virtual SO-101 with hover keyposes alone: the jaws first closed a median 1.4 cm above the cube's
+    # centre, against 0.2-0.5 cm in the demonstrations. 0: hover keyposes only.
+    object_grasp_keypose_height_m: float = 0.0
     # What the readout reads: "prefix" (the fused camera, language and state tokens, by cross-attention) or
     # "keypoints" (where the image keypoint detectors look, plus the pooled instruction, by an MLP). Measured on
     # the virtual SO-101 (120 demonstrations, vision only, 30 unseen layouts, arm at rest): a readout attending
@@ -355,6 +360,9 @@ class FlowVLAConfig(PreTrainedConfig):
         if self.object_keyposes and self.object_keyposes not in KEYPOSE_ARMS:
             raise ValueError(f"object_keyposes knows the kinematics of {list(KEYPOSE_ARMS)}, not "
                              f"'{self.object_keyposes}'.")
+        if self.object_grasp_keypose_height_m < 0 or (self.object_grasp_keypose_height_m and not self.object_keyposes):
+            raise ValueError("object_grasp_keypose_height_m adds grasp keyposes to object_keyposes: set "
+                             "--policy.object_keyposes=so101 and a height >= 0, or drop it.")
         if self.object_tokens_at_run_time == "first" and not self.object_position_tokens:
             raise ValueError("object_tokens_at_run_time sets what the object tokens carry at run time: add "
                              "--policy.object_position_tokens=true, or drop it.")
@@ -409,6 +417,12 @@ class FlowVLAConfig(PreTrainedConfig):
         if self.backbone == PRETRAINED_BACKBONE and self.tokenizer_name == BYTE_TOKENIZER:
             return str(self.pretrained_backbone)
         return self.tokenizer_name
+
+    def object_keypose_heights_m(self) -> tuple[float, ...]:
+        """The heights object_keyposes puts the gripper at: the hover's, then the grasp's when set."""
+        if self.object_grasp_keypose_height_m:
+            return (self.object_keypose_height_m, self.object_grasp_keypose_height_m)
+        return (self.object_keypose_height_m,)
 
     def object_readout_camera_indices(self) -> list[int]:
         """Positions in `image_features` of the cameras in object_readout_cameras (all when it is empty)."""

@@ -6,6 +6,8 @@ at about 60 % of the shoulder and elbow motion the geometry needs, and the jaws 
 an arm whose kinematics the package knows, inverse kinematics gives the map exactly, so the expert can be handed
 the answer: for each object, the pan, shoulder, elbow and wrist-flex angles that hover the gripper over it,
 pointing down, in the policy's normalised action units. The expert decides per chunk step how much of each to use.
+A second height (the grasp's) gives the descent's end as well: the shoulder and elbow angles of a top-down reach
+change with the height as much as with the distance, so a hover keypose alone leaves the last centimetres learned.
 """
 
 from __future__ import annotations
@@ -52,22 +54,26 @@ def so101_hover_table(height_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 class ObjectKeyposes(nn.Module):
-    """(B, objects, 2) table x/y in decimetres -> (B, objects, 4) hover joint angles in normalised action units.
+    """(B, objects, 2) table x/y in decimetres -> (B, heights x objects, 4) joint angles in normalised action units:
+    the keyposes at the first height for every object, then at the next height, and so on.
 
     The action statistics (mean, std of the first four action dimensions, in the dataset's degrees) are stored in
     the checkpoint: they turn the angles into the units the expert predicts, the ones the pre-processor makes.
     """
 
-    def __init__(self, arm: str, hover_height_m: float, position_scale: float, action_stats: dict | None = None):
+    def __init__(self, arm: str, heights_m: tuple[float, ...], position_scale: float,
+                 action_stats: dict | None = None):
         super().__init__()
         if arm not in KEYPOSE_ARMS:
             raise ValueError(f"object_keyposes knows the kinematics of {list(KEYPOSE_ARMS)}, not '{arm}'")
-        origin, radii, joints, pan_per_heading = so101_hover_table(hover_height_m)
         self.position_scale = position_scale
-        self.pan_per_heading = pan_per_heading
+        self.heights = len(heights_m)
+        for index, height in enumerate(heights_m):
+            origin, radii, joints, pan_per_heading = so101_hover_table(float(height))
+            self.register_buffer(f"radii_{index}", torch.tensor(radii, dtype=torch.float32), persistent=False)
+            self.register_buffer(f"joints_{index}", torch.tensor(joints, dtype=torch.float32), persistent=False)
+        self.pan_per_heading = pan_per_heading  # the arm turns as a whole about its pan axis: the same at any height
         self.register_buffer("origin", torch.tensor(origin, dtype=torch.float32), persistent=False)
-        self.register_buffer("radii", torch.tensor(radii, dtype=torch.float32), persistent=False)
-        self.register_buffer("joints", torch.tensor(joints, dtype=torch.float32), persistent=False)
         mean, std = torch.zeros(KEYPOSE_JOINTS), torch.ones(KEYPOSE_JOINTS)
         if action_stats is not None:
             mean = torch.as_tensor(np.asarray(action_stats["mean"], dtype=np.float32)).flatten()[:KEYPOSE_JOINTS]
@@ -76,15 +82,17 @@ class ObjectKeyposes(nn.Module):
         self.register_buffer("action_std", std.clone())
         self.register_buffer("has_action_stats", torch.tensor(action_stats is not None))
 
-    def radians(self, positions: Tensor) -> Tensor:
-        """(..., 2) decimetres -> (..., 4) joint angles in radians, by linear interpolation between table radii."""
+    def radians(self, positions: Tensor, height_index: int = 0) -> Tensor:
+        """(..., 2) decimetres -> (..., 4) joint angles in radians at one of the heights, by linear interpolation
+        between table radii."""
+        radii, joints = getattr(self, f"radii_{height_index}"), getattr(self, f"joints_{height_index}")
         relative = positions.float() / self.position_scale - self.origin
-        radius = relative.norm(dim=-1).clamp(float(self.radii[0]), float(self.radii[-1]))
+        radius = relative.norm(dim=-1).clamp(float(radii[0]), float(radii[-1]))
         heading = torch.atan2(relative[..., 1], relative[..., 0])
-        upper = torch.searchsorted(self.radii, radius.contiguous()).clamp(1, len(self.radii) - 1)
-        low_r, high_r = self.radii[upper - 1], self.radii[upper]
+        upper = torch.searchsorted(radii, radius.contiguous()).clamp(1, len(radii) - 1)
+        low_r, high_r = radii[upper - 1], radii[upper]
         share = ((radius - low_r) / (high_r - low_r))[..., None]
-        angles = self.joints[upper - 1] * (1 - share) + self.joints[upper] * share
+        angles = joints[upper - 1] * (1 - share) + joints[upper] * share
         pan = angles[..., 0] + self.pan_per_heading * heading
         return torch.cat([pan[..., None], angles[..., 1:]], dim=-1)
 
@@ -94,5 +102,5 @@ class ObjectKeyposes(nn.Module):
                 "object_keyposes needs the dataset's action statistics to put the keyposes in the policy's units: "
                 "build the policy with the dataset's stats (lerobot-train and make_policy(cfg, ds_meta=...) pass "
                 "them) or load a checkpoint trained with object_keyposes.")
-        degrees = torch.rad2deg(self.radians(positions))
+        degrees = torch.rad2deg(torch.cat([self.radians(positions, i) for i in range(self.heights)], dim=-2))
         return (degrees - self.action_mean) / (self.action_std + 1e-8)

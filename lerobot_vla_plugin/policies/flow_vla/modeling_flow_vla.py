@@ -47,8 +47,8 @@ from lerobot_vla_plugin.policies.flow_vla.uncertainty import corrupt_observation
 
 # Per-layer (key, value), attention mask, the state's offset of the clean chunk (None without state_residual),
 # the observation's conditioning vector added to the flow-time conditioning of every layer (None without
-# object_position_conditioning or object_keyposes), and the objects' hover keyposes (B, objects, 4) in normalised
-# action units (None without object_keyposes).
+# object_position_conditioning or object_keyposes), and the objects' keyposes (B, heights x objects, 4) in
+# normalised action units (None without object_keyposes).
 PrefixCache = tuple[list[tuple[Tensor, Tensor]], Tensor, Tensor | None, Tensor | None, Tensor | None]
 
 
@@ -104,14 +104,15 @@ class ActionExpert(nn.Module):
         # start: the expert begins as without keyposes.
         self.keypose_gate = None
         if config.object_keyposes:
-            self.keypose_gate = nn.Linear(dim, config.object_position_count * KEYPOSE_JOINTS)
+            keyposes = config.object_position_count * len(config.object_keypose_heights_m())
+            self.keypose_gate = nn.Linear(dim, keyposes * KEYPOSE_JOINTS)
             nn.init.zeros_(self.keypose_gate.weight)
             nn.init.zeros_(self.keypose_gate.bias)
 
     def cache_prefix(self, prefix: Tensor, prefix_mask: Tensor, state: Tensor | None = None,
                      condition: Tensor | None = None, keyposes: Tensor | None = None) -> PrefixCache:
         """Project the prefix to every layer's keys/values once per observation (and the state to its offset);
-        `condition` (B, dim) joins the flow-time conditioning of every layer; `keyposes` (B, objects, 4) are
+        `condition` (B, dim) joins the flow-time conditioning of every layer; `keyposes` (B, keyposes, 4) are
         what the keypose gates scale."""
         kv = [layer.cross_attn.project_kv(prefix) for layer in self.layers]
         offset = None
@@ -353,10 +354,10 @@ class FlowVLAModel(nn.Module):
         self.object_keyposes = None  # the hover keyposes of the same positions, as conditioning and gated targets
         self.keypose_condition = None
         if config.object_keyposes:
-            self.object_keyposes = ObjectKeyposes(config.object_keyposes, config.object_keypose_height_m,
-                                                  OBJECT_POSITION_SCALE, action_stats)
+            heights = config.object_keypose_heights_m()
+            self.object_keyposes = ObjectKeyposes(config.object_keyposes, heights, OBJECT_POSITION_SCALE, action_stats)
             self.keypose_condition = nn.Sequential(
-                nn.Linear(KEYPOSE_JOINTS * config.object_position_count, config.expert_dim), nn.SiLU(),
+                nn.Linear(KEYPOSE_JOINTS * config.object_position_count * len(heights), config.expert_dim), nn.SiLU(),
                 nn.Linear(config.expert_dim, config.expert_dim))
             nn.init.zeros_(self.keypose_condition[-1].weight)
             nn.init.zeros_(self.keypose_condition[-1].bias)
