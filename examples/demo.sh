@@ -7,7 +7,8 @@
 #   4. roll the checkpoint out on fresh scenes (evaluation seeds, never recorded) with asynchronous inference and
 #      real-time chunking, each chunk charged its measured latency, and count successes per task;
 #   5. one flywheel round: calibrate the policy's uncertainty threshold on held-out episodes, roll it out with
-#      hand-off (the scripted operator takes the leader when the policy is unsure), merge the demonstrations with
+#      hand-off (the scripted operator takes the leader when the policy is unsure, or when 40 % of the episode
+#      has passed without it finishing: a person would not wait longer), merge the demonstrations with
 #      the corrected episodes, fine-tune from the checkpoint on the merge, and evaluate again on the same scenes;
 #   6. write the report folder $DEMO_OUT/report (success per task and round, loss curve, frames, stage times, the
 #      commands).
@@ -210,9 +211,11 @@ else
     cat "$TRAINED_STAMP" > "$CALIBRATED_STAMP"
   fi
   # Seeds 1000 on: other fresh scenes than the evaluations' (0, 1, ...), so the evaluation stays unseen.
+  patience_s=$(( EVAL_EPISODE_S * 2 / 5 > 0 ? EVAL_EPISODE_S * 2 / 5 : 1 ))
   stage rollout-hand-off "$FLYWHEEL_EPISODES episodes" .venv/bin/lerobot-vla rollout --virtual so101 \
     --policy.path="$CHECKPOINT" "${FLYWHEEL_THRESHOLD[@]}" --rollout.hand_off true \
-    --rollout.episodes "$FLYWHEEL_EPISODES" --rollout.episode_time_s "$EVAL_EPISODE_S" --rollout.seed 1000 \
+    --rollout.hand_off_after_s "$patience_s" --rollout.episodes "$FLYWHEEL_EPISODES" \
+    --rollout.episode_time_s "$EVAL_EPISODE_S" --rollout.seed 1000 \
     --dataset.repo_id local/round1_rollout --dataset.root "$ROLLOUT1" --output_dir "$OUT/round1_rollout_report"
   merge_status=0
   stage merge "demos + corrections" .venv/bin/lerobot-vla flywheel-merge --demos "$DATASET" --rollouts "$ROLLOUT1" \

@@ -9,7 +9,9 @@ arms are brought together first, each move bounded per tick:
 
 States: autonomous (the policy drives) -> aligning (the policy is paused, the follower holds or ramps) -> human
 (the follower follows the leader) -> autonomous, when the person hands back (a key). The policy's uncertainty
-(flow_vla's calibrated score on each chunk as it starts executing) above its threshold, or a key, starts it.
+(flow_vla's calibrated score on each chunk as it starts executing) above its threshold, or a key, starts it; so
+does, with `patience_ticks`, a policy that has driven that long without the episode ending (a person watching an
+arm that goes nowhere takes over too, whether or not the policy knows it is lost).
 Every tick outside `autonomous` is an intervention frame in the recording.
 """
 
@@ -47,18 +49,20 @@ class LeaderHandOff(HandOff):
     it (a ramp has no timeout: it chases the leader until it is there). `on_take_leader`: called the moment the person should take the leader (after it reached the follower's
     pose, or at once when it cannot hold one); the virtual arm's scripted operator starts there.
     `human_done`: polled while the person drives; true means they pressed the hand-back key (the scripted
-    operator's way of pressing it).
+    operator's way of pressing it). `patience_ticks`: the person takes over after the policy has driven this many
+    ticks of an episode in a row (None: only the uncertainty or the key hand the arm over).
     """
 
     def __init__(self, teleop, *, max_step: float = 3.0, tolerance: float = 1.0, align_timeout_ticks: int = 150,
                  on_take_leader: Callable[[], None] | None = None, human_done: Callable[[], bool] | None = None,
-                 out: Callable[[str], None] | None = None):
+                 patience_ticks: int | None = None, out: Callable[[str], None] | None = None):
         self.teleop = teleop
         self.max_step = max_step
         self.tolerance = tolerance
         self.align_timeout_ticks = align_timeout_ticks
         self.on_take_leader = on_take_leader
         self.human_done = human_done
+        self.patience_ticks = patience_ticks
         self.out = out or logger.info
         self.leader_holds = bool(getattr(teleop, "can_hold_pose", False))
         self.state = AUTONOMOUS
@@ -71,6 +75,7 @@ class LeaderHandOff(HandOff):
         self._leader_goal: dict[str, float] | None = None
         self._moving_leader = False
         self._align_ticks = 0
+        self._autonomous_ticks = 0  # ticks the policy has driven since the episode began or the person handed back
         self.align_ticks = 0  # ticks the last alignment took
         self.gap_at_take_over = float("nan")  # largest joint gap between the arms when the last one began
 
@@ -107,6 +112,7 @@ class LeaderHandOff(HandOff):
             self._release_leader()
         with self._lock:
             self.state, self._take_requested, self._back_requested = AUTONOMOUS, None, False
+        self._autonomous_ticks = 0
 
     # -- the loop's tick --------------------------------------------------------------------------------------
 
@@ -115,15 +121,20 @@ class LeaderHandOff(HandOff):
         with self._lock:
             take, self._take_requested = self._take_requested, None
             back, self._back_requested = self._back_requested, False
+        if self.state == AUTONOMOUS and take is None and self.patience_ticks is not None:
+            if self._autonomous_ticks >= self.patience_ticks:
+                take = f"the policy drove {self._autonomous_ticks} ticks without finishing"
         if self.state == AUTONOMOUS and take is not None:
             self._begin(observation, last_target, take)
         elif self.state == HUMAN and (back or (self.human_done is not None and self.human_done())):
             self._enter(AUTONOMOUS, "the person handed back")
+            self._autonomous_ticks = 1
             return None
         if self.state == ALIGNING:
             return self._align()
         if self.state == HUMAN:
             return self._leader_action()
+        self._autonomous_ticks += 1
         return None
 
     def _begin(self, observation: dict, last_target: dict[str, float] | None, why: str) -> None:

@@ -83,8 +83,12 @@ def flywheel_lines(out: Path) -> list[str]:
         return ["No rollout with hand-off has run yet."]
     summary = json.loads(summary_file.read_text())
     threshold = summary["settings"].get("uncertainty_threshold")
+    patience_s = summary["settings"].get("hand_off_after_s")
+    when = f"uncertainty threshold {threshold if threshold is None else f'{threshold:.3f}'}"
+    if patience_s is not None:
+        when += f", or {patience_s:g} s of an episode without finishing"
     lines = [f"Rollout with hand-off: {summary['episodes']} episodes, {summary['interventions']} hand-offs to the "
-             f"scripted operator (uncertainty threshold {threshold if threshold is None else f'{threshold:.3f}'}), "
+             f"scripted operator ({when}), "
              f"{summary['successes']}/{summary['success_known_episodes']} episodes ended in success with the "
              "operator's corrections."]
     merged = out / "round1_dataset" / "meta" / "info.json"

@@ -23,8 +23,9 @@ path (the arms' exit guard: disconnect, exceptions, Ctrl-C, SIGTERM, interpreter
 
 Hand-off (rollout/handoff.py): with a leader arm (`--teleop.type=vla_so101_leader --teleop.port=... --teleop.id=...`;
 on the virtual arm `--rollout.hand_off true`, its scripted operator playing the person), a chunk whose uncertainty
-passes the policy's threshold (`--policy.uncertainty_threshold=X` overrides the checkpoint's) or the key h pauses
-the policy and hands the arm over without a jump: an SO-101 leader is first driven to the follower's pose, then
+passes the policy's threshold (`--policy.uncertainty_threshold=X` overrides the checkpoint's), the key h, or
+(`--rollout.hand_off_after_s S`) S seconds of the policy driving an episode without finishing it pause the policy
+and hand the arm over without a jump: an SO-101 leader is first driven to the follower's pose, then
 released; other leaders get the follower ramped to them. h hands back. Those frames are recorded as interventions;
 rollout/flywheel.py merges them with the demonstrations for the next fine-tune.
 
@@ -189,8 +190,10 @@ class Rollout:
         from lerobot_vla_plugin.rollout.handoff import LeaderHandOff
 
         virtual = self.rig.virtual if self.rig is not None else None
+        after_s = self.cfg.rollout.hand_off_after_s
+        patience_ticks = None if after_s is None else max(1, round(after_s * self.cfg.rollout.fps))
         return LeaderHandOff(
-            self.teleop, max_step=self.cfg.rollout.hand_off_step, out=self.out,
+            self.teleop, max_step=self.cfg.rollout.hand_off_step, out=self.out, patience_ticks=patience_ticks,
             # The scripted operator plays the person: takes the leader when asked, hands back when done.
             on_take_leader=virtual.operator_take_over if virtual is not None else None,
             human_done=(lambda: virtual.demonstration_done) if virtual is not None else None)
@@ -331,6 +334,7 @@ class Rollout:
             "rtc": bool(getattr(self.runner, "use_rtc", False)) and cfg.rollout.inference == "async",
             "uncertainty_scored": bool(getattr(policy, "scores_uncertainty", False)),
             "uncertainty_threshold": threshold,
+            "hand_off_after_s": cfg.rollout.hand_off_after_s if self.hand_off is not None else None,
             "dataset_root": None if outcome.dataset_root is None else str(outcome.dataset_root),
         }
         outcome.summary = summarize(outcome.runs, outcome.successes, settings)

@@ -48,6 +48,9 @@ class RolloutOptions:
     hand_off: bool = False
     # Hand-off: the largest change per tick (action units) of the arm being moved to the other's pose.
     hand_off_step: float = 3.0
+    # Hand-off: the person also takes over when the policy has driven this many seconds of an episode without
+    # finishing it (the uncertainty score only catches a policy that knows it is lost); none: never for that.
+    hand_off_after_s: float | None = None
 
 
 @dataclass
@@ -129,6 +132,12 @@ def validate(cfg: RolloutConfig) -> None:
                          "be positive and --rollout.reset_time_s >= 0.")
     if not r.hand_off_step > 0:
         raise UsageError("--rollout.hand_off_step must be positive.")
+    if r.hand_off_after_s is not None and not r.hand_off_after_s > 0:
+        raise UsageError("--rollout.hand_off_after_s must be positive (seconds the policy drives before a person "
+                         "takes over).")
+    if r.hand_off_after_s is not None and not (r.hand_off or cfg.teleop is not None):
+        raise UsageError("--rollout.hand_off_after_s hands the arm to a person on the leader: add --rollout.hand_off "
+                         "true (--virtual) or the leader with --teleop.*.")
     if r.hand_off and cfg.virtual is None:
         raise UsageError("--rollout.hand_off is for --virtual; on a real arm give the leader with --teleop.*.")
     if cfg.teleop is not None and cfg.virtual is not None:

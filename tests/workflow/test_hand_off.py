@@ -171,6 +171,31 @@ def test_a_leader_that_cannot_hold_a_pose_gets_the_follower_ramped_to_it_and_a_k
     assert run.ticks == 75 and run.error is None and outcome.summary["interventions"] == 1
 
 
+def test_a_policy_that_goes_nowhere_is_taken_over_after_the_patience_runs_out(flow_vla_checkpoint, tmp_path):
+    """A policy that never finishes and never scores itself uncertain: with --rollout.hand_off_after_s the scripted
+    operator takes over when that much of the episode has passed, without a jump, and drives to the end."""
+    cfg = hand_off_rollout(tmp_path, flow_vla_checkpoint, "--rollout.episode_time_s", "2.5",
+                           "--rollout.hand_off_after_s", "1")
+    never_uncertain = drifting_and_uncertain_on(10**6)
+    rollout = Rollout(cfg, out=lambda text: None, wrap_policy=never_uncertain)
+    outcome = rollout.run()
+    assert outcome.exit_code == 0, outcome.message
+    [run] = outcome.runs
+    hand_off = rollout.hand_off
+    assert [state for state, _ in hand_off.events] == [ALIGNING, HUMAN] and run.interventions == 1
+    assert "the policy drove 30 ticks without finishing" in hand_off.events[0][1]
+    flags = np.array(run.trace.intervention)
+    assert not flags[:30].any() and flags[30:].all()
+    targets = np.stack(run.trace.targets)
+    # No jump from the hand-off on (the drifting policy's own chunk joins before it are not the hand-off's).
+    assert largest_arm_step(targets[28:30 + hand_off.align_ticks + 10]) <= STEP
+    assert np.abs(targets[-1, ARM] - targets[30 + hand_off.align_ticks, ARM]).max() > 1.0  # the operator drove
+
+    without = hand_off_rollout(tmp_path / "without", flow_vla_checkpoint, "--rollout.episode_time_s", "2.5")
+    outcome = Rollout(without, out=lambda text: None, wrap_policy=never_uncertain).run()
+    assert outcome.exit_code == 0 and outcome.runs[0].interventions == 0
+
+
 def test_demos_and_intervention_episodes_merge_and_stock_lerobot_train_runs_on_the_merge(intervention_rollout,
                                                                                          tmp_path):
     """The flywheel: demonstrations recorded hands-free (the camera the policy sees), the rollout's intervention

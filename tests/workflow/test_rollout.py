@@ -135,6 +135,10 @@ def test_unworkable_options_are_refused_before_anything_starts(checkpoints, caps
         assert cli.main(["rollout", "--virtual", "so101", f"--policy.path={checkpoints['act']}",
                          "--rollout.inference", "sync", "--rollout.merge", merge]) == 2
         assert complaint in capsys.readouterr().err
+    for extra, complaint in ((["--rollout.hand_off_after_s", "5"], "add --rollout.hand_off true"),
+                             (["--rollout.hand_off", "true", "--rollout.hand_off_after_s", "0"], "must be positive")):
+        assert cli.main(["rollout", "--virtual", "so101", f"--policy.path={checkpoints['act']}", *extra]) == 2
+        assert complaint in capsys.readouterr().err
 
 
 def slowed(seconds: float):
