@@ -6,7 +6,8 @@ than a demonstration (`intervention`, `uncertainty`, `inference_latency_ms`, rol
 them too, with what they mean there: no intervention (a person drove every frame of a demonstration, but no policy
 was handed off from), uncertainty and latency not measured (NOT_MEASURED, -1). The merge then keeps every frame's
 flag, so a fine-tune may weight the intervention frames; stock `lerobot-train` trains on it unchanged. A feature
-only some parts have (the object positions the virtual arm's demonstrations carry, sim/features.py) is left out.
+only some parts have is left out (the virtual arm's object positions, sim/features.py, which its demonstrations
+and its rollouts both record, when one part was recorded before a later one of them existed).
 """
 
 from __future__ import annotations

@@ -21,11 +21,11 @@ from lerobot.teleoperators.config import TeleoperatorConfig
 
 from ..sim.scene_seeds import recording_scene_seed
 from ..sim.features import (
-    OBJECT_NAMED_POSITION_NAMES,
     OBJECT_NAMED_POSITIONS_FEATURE,
-    OBJECT_POSITION_NAMES,
-    OBJECT_POSITIONS_FEATURE,
     OBJECT_START_POSITIONS_FEATURE,
+    TRAINING_ONLY_FEATURES,
+    SimObjectFrames,
+    sim_object_dataset_features,
 )
 from .cadence import CadenceMeter, CadenceReport
 from .keyboard import KEY_HELP, EpisodeEvents, GripperSqueezeTrigger, KeyboardControl
@@ -166,12 +166,7 @@ class RecordSession:
                 use_videos=self.cfg.dataset.video),
         )
         if self.virtual is not None:  # training-only, see sim/features.py
-            for key in (OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE):
-                features[key] = {"dtype": "float32", "shape": (len(OBJECT_POSITION_NAMES),),
-                                 "names": list(OBJECT_POSITION_NAMES)}
-            features[OBJECT_NAMED_POSITIONS_FEATURE] = {"dtype": "float32",
-                                                        "shape": (len(OBJECT_NAMED_POSITION_NAMES),),
-                                                        "names": list(OBJECT_NAMED_POSITION_NAMES)}
+            features.update(sim_object_dataset_features())
         return features
 
     def _missing_calibration(self) -> str:
@@ -503,9 +498,8 @@ class RecordSession:
         clock = self._data_clock()
         recorder = self.recorder
         # The robot's own features, built from its observation; the virtual arm's object positions come from it.
-        features = {key: ft for key, ft in recorder.features.items()
-                    if key not in (OBJECT_POSITIONS_FEATURE, *_LATER_SIM_FEATURES)}
-        start_positions = None  # the objects at this call's first recorded frame: the episode's start
+        features = {key: ft for key, ft in recorder.features.items() if key not in TRAINING_ONLY_FEATURES}
+        sim_objects = SimObjectFrames(self.virtual) if self.virtual is not None else None
         arm = self.virtual.arm if (self.virtual is not None and self.lockstep) else None
         start = clock()
         deadline = time.perf_counter()
@@ -525,14 +519,8 @@ class RecordSession:
                 write_start = time.perf_counter()
                 frame = {**build_dataset_frame(features, observation, prefix=OBS_STR),
                          **build_dataset_frame(features, action, prefix=ACTION), "task": task}
-                if self.virtual is not None:
-                    frame[OBJECT_POSITIONS_FEATURE] = self.virtual.task_object_positions()
-                    if start_positions is None:
-                        start_positions = frame[OBJECT_POSITIONS_FEATURE]
-                    if OBJECT_START_POSITIONS_FEATURE in recorder.features:
-                        frame[OBJECT_START_POSITIONS_FEATURE] = start_positions
-                    if OBJECT_NAMED_POSITIONS_FEATURE in recorder.features:
-                        frame[OBJECT_NAMED_POSITIONS_FEATURE] = self.virtual.named_object_positions()
+                if sim_objects is not None:  # this call's first recorded frame is the episode's start
+                    frame.update(sim_objects.values(recorder.features))
                 recorder.add_frame(frame)
                 meter.add_recorder_time(time.perf_counter() - write_start)
                 meter.frame(observation, loop_start, data_time)

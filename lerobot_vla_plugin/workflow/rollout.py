@@ -158,7 +158,8 @@ class Rollout:
 
         self.recorder = RolloutRecorder.create(self.cfg.dataset.repo_id, root, robot=self.robot,
                                                fps=self.cfg.rollout.fps, use_videos=self.cfg.dataset.video,
-                                               vcodec=self.cfg.dataset.vcodec)
+                                               vcodec=self.cfg.dataset.vcodec,
+                                               virtual=self.rig.virtual if self.rig is not None else None)
         self.outcome.dataset_root = root
 
     def _start_runner(self) -> None:

@@ -202,7 +202,12 @@ def test_demos_and_intervention_episodes_merge_and_stock_lerobot_train_runs_on_t
     episode, merged with LeRobot's own aggregate; stock LeRobot loads the merge and stock lerobot-train trains."""
     from lerobot_vla_plugin import cli
     from lerobot_vla_plugin.rollout.flywheel import NOT_MEASURED, merge_demos_and_interventions
-    from lerobot_vla_plugin.sim.features import OBJECT_POSITIONS_FEATURE
+    from lerobot_vla_plugin.sim.features import (
+        OBJECT_NAMED_POSITIONS_FEATURE,
+        OBJECT_POSITIONS_FEATURE,
+        OBJECT_START_POSITIONS_FEATURE,
+    )
+    from lerobot_vla_plugin.sim.so101 import SO101Sim
     from policy.conftest import TINY_POLICY_FLAGS
     from policy.test_lerobot_train import TRAIN_LOG_LINE, run_lerobot_train
 
@@ -217,8 +222,20 @@ def test_demos_and_intervention_episodes_merge_and_stock_lerobot_train_runs_on_t
     merged = merge_demos_and_interventions([demos], [interventions], "local/flywheel", tmp_path / "flywheel")
 
     assert merged.num_episodes == 2 and len(merged) == len(demos) + len(interventions)
-    # The demos' object positions (a training-only target the rollout does not record) stay out of the merge.
-    assert OBJECT_POSITIONS_FEATURE in demos.meta.features and OBJECT_POSITIONS_FEATURE not in merged.meta.features
+    # The rollout on the virtual arm records where the objects are, as the demonstrations do, so the merge keeps
+    # what the policy's object readout learns from: the scene's layout at the first frame, held as the start.
+    sim_keys = (OBJECT_POSITIONS_FEATURE, OBJECT_START_POSITIONS_FEATURE, OBJECT_NAMED_POSITIONS_FEATURE)
+    for dataset in (demos, interventions, merged):
+        assert all(key in dataset.meta.features for key in sim_keys)
+    positions, starts, named = (np.stack([np.asarray(v) for v in interventions.hf_dataset[key]]) for key in sim_keys)
+    np.testing.assert_array_equal(starts, np.repeat(positions[:1], len(positions), axis=0))
+    np.testing.assert_array_equal(named[0], positions[0])  # the red task names the red cube first
+    sim = SO101Sim()
+    sim.reset(int(interventions.meta.episodes["scene_seed"][0]))
+    np.testing.assert_allclose(positions[0, [0, 1, 3, 4, 6, 7]], sim.task_object_positions("red")[[0, 1, 3, 4, 6, 7]],
+                               atol=2e-3)
+    merged_positions = np.stack([np.asarray(v) for v in merged.hf_dataset[OBJECT_POSITIONS_FEATURE]])
+    np.testing.assert_array_equal(merged_positions[len(demos):], positions)
     flags = np.concatenate([np.ravel(v) for v in merged.hf_dataset["intervention"]]).astype(bool)
     rollout_flags = np.concatenate([np.ravel(v) for v in interventions.hf_dataset["intervention"]]).astype(bool)
     assert not flags[:len(demos)].any() and np.array_equal(flags[len(demos):], rollout_flags)
