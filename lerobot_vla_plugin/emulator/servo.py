@@ -110,6 +110,10 @@ class Thermal:
         cooling = (self.temperature_c - self.ambient_c) / self.cooling_time_constant_s
         self.temperature_c += (heating - cooling) * dt_s
 
+    def rest(self) -> None:
+        """Back at ambient temperature: what a long enough rest does (the cooling time constant is minutes)."""
+        self.temperature_c = self.ambient_c
+
 
 @dataclass
 class ServoFaults:

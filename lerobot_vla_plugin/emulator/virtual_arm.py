@@ -351,6 +351,12 @@ class VirtualSO101:
             for servo in self.follower_bus.servos:
                 servo.power_cycle()
 
+    def rest_follower(self) -> None:
+        """The follower's servos cooled to ambient temperature, as after a rest between tries on a real arm."""
+        with self.lock:
+            for servo in self.follower_bus.servos:
+                servo.thermal.rest()
+
     def is_success(self) -> bool:
         with self.lock:
             return self.sim.is_success(self.task)

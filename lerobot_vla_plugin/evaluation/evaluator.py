@@ -111,6 +111,10 @@ class VirtualEvaluator:
         virtual, robot = self.virtual, self.robot
         wall_start = time.perf_counter()
         virtual.new_episode(spec.task_key, seed=spec.scene_seed)
+        # Every try starts with cool servos, so tries are independent draws: with the heat of the last try kept
+        # (the servos cool over minutes, the next scene starts at once), one policy that strained the shoulder
+        # pan failed every later try within 2 s, whatever it did in them.
+        virtual.rest_follower()
         if getattr(robot, "fault", None) is not None:
             # The last episode ended in a servo fault with torque off. As an operator would: power-cycle the
             # arm (the fault clears), then connect again, which enables torque; the fresh scene loads it no more.

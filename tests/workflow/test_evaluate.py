@@ -162,6 +162,15 @@ def test_a_servo_still_faulted_when_an_episode_starts_fails_that_episode_not_the
     assert after.result.success, after.result
 
 
+def test_every_episode_starts_with_cool_servos(rig):
+    """Heat left by one try (a strained shoulder pan at its limit) does not fail the next one."""
+    servo = rig.virtual.follower_bus.servo(1)
+    servo.thermal.temperature_c = 70.0  # above the 65 degree limit: the next command would trip it
+    [after] = evaluate(rig, ScriptedOperatorRunner(rig.virtual), episodes=1, episode_time_s=20, seed=1)
+    assert after.result.success, after.result
+    assert servo.thermal.temperature_c < 40.0
+
+
 def test_putting_the_other_cube_in_the_bowl_is_a_failure(rig):
     """The red task, a perfect demonstration for the blue cube: the blue cube in the bowl does not count."""
     [episode] = evaluate(rig, ScriptedOperatorRunner(rig.virtual, cube="blue"), episodes=1, episode_time_s=12)
