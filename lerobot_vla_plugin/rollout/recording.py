@@ -71,7 +71,7 @@ class RolloutRecorder:
         return self.recorder.root
 
     def start_episode(self, task: str) -> None:
-        """Call after the episode's scene is set (its first frame's object positions are its start)."""
+        """Call before the episode's first frame: that frame's object positions are the episode's start."""
         self.task = task
         if self.sim_objects is not None:
             self.sim_objects.new_episode()
