@@ -47,9 +47,12 @@ class RolloutRecorder:
     `virtual`: the virtual arm (emulator/virtual_arm.VirtualArm) whose object positions each frame records."""
 
     def __init__(self, recorder, virtual=None):
-        from lerobot_vla_plugin.sim.features import SimObjectFrames
+        from lerobot_vla_plugin.sim.features import TRAINING_ONLY_FEATURES, SimObjectFrames
 
         self.recorder = recorder
+        # The robot's own features come from its observation; the object positions from the simulation.
+        self.robot_features = {key: feature for key, feature in recorder.features.items()
+                               if key not in TRAINING_ONLY_FEATURES}
         self.task = ""
         self.sim_objects = SimObjectFrames(virtual) if virtual is not None else None
 
@@ -80,20 +83,15 @@ class RolloutRecorder:
         from lerobot.datasets.utils import build_dataset_frame
         from lerobot.utils.constants import ACTION, OBS_STR
 
-        from lerobot_vla_plugin.sim.features import TRAINING_ONLY_FEATURES
-
-        features = self.recorder.features
-        # The robot's own features come from its observation; the object positions from the simulation.
-        robot_features = {key: feature for key, feature in features.items() if key not in TRAINING_ONLY_FEATURES}
-        frame = {**build_dataset_frame(robot_features, observation, prefix=OBS_STR),
-                 **build_dataset_frame(robot_features, sent_action, prefix=ACTION), "task": self.task}
+        frame = {**build_dataset_frame(self.robot_features, observation, prefix=OBS_STR),
+                 **build_dataset_frame(self.robot_features, sent_action, prefix=ACTION), "task": self.task}
         for key, feature in EXTRA_FEATURES.items():
             value = extras[key]
             if feature["dtype"] == "float32" and not np.isfinite(value):
                 value = NOT_MEASURED
             frame[key] = np.array([value], dtype=feature["dtype"])
         if self.sim_objects is not None:
-            frame.update(self.sim_objects.values(features))
+            frame.update(self.sim_objects.values(self.recorder.features))
         self.recorder.add_frame(frame)
 
     @property
