@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lerobot_vla_plugin.sim import joint_to_servo_steps, servo_steps_to_joint
+from lerobot_vla_plugin.sim.missed_grasp import MISSED_GRASP_KINDS, place_arm_after_missed_grasp
 from lerobot_vla_plugin.sim.operator import ScriptedOperator
 from lerobot_vla_plugin.sim.render import SceneRenderer
 from lerobot_vla_plugin.sim.so101 import JOINT_NAMES, REST_POSE, TASKS, SO101Sim
@@ -125,6 +126,31 @@ def test_a_detour_reach_still_puts_the_cube_in_the_bowl():
     assert successes >= 5 and detoured >= 4
     with pytest.raises(ValueError, match="reach_detour_m"):
         ScriptedOperator(SO101Sim(seed=0), "red", np.random.default_rng(0), reach_detour_m=-0.01)
+
+
+def test_the_operator_goes_back_for_the_cube_from_where_a_missed_grasp_leaves_the_arm():
+    """Both kinds of start pose touch nothing and leave the cube where it was, the jaws away from it; from each the
+    operator opens, goes back and finishes the task."""
+    kinds, successes = [], 0
+    for seed in range(8):
+        task_key = sorted(TASKS)[seed % 2]
+        sim = SO101Sim(seed=seed)
+        cube = sim.object_positions()[f"{task_key}_cube"].copy()
+        kinds.append(place_arm_after_missed_grasp(sim, task_key, np.random.default_rng(seed)))
+        pose = sim.joint_positions()
+        limits = sim.joint_limits()
+        assert np.all((pose >= limits[:, 0]) & (pose <= limits[:, 1]))
+        assert np.abs(pose - REST_POSE)[:5].max() > 0.2
+        np.testing.assert_allclose(sim.object_positions()[f"{task_key}_cube"], cube)
+        jaws, _ = sim.jaw_pose()
+        assert np.linalg.norm(jaws[:2] - cube[:2]) >= 0.02 and jaws[2] >= cube[2] + 0.01
+        if kinds[-1] == MISSED_GRASP_KINDS[0]:
+            assert pose[5] < 0.15  # closed on nothing
+        sim.step(0.3)  # the joint targets are the pose: the arm stays there
+        assert np.abs(sim.joint_positions() - pose).max() < 0.05
+        succeeded, _ = run_demonstration(sim, task_key, operator_seed=seed)
+        successes += succeeded
+    assert set(kinds) == set(MISSED_GRASP_KINDS) and successes >= 7
 
 
 def test_plans_from_different_generators_differ():

@@ -30,6 +30,7 @@ from lerobot.motors.motors_bus import MotorCalibration
 
 from lerobot_vla_plugin.motors.feetech import protocol as fp
 from lerobot_vla_plugin.sim.frames import FrameService
+from lerobot_vla_plugin.sim.missed_grasp import place_arm_after_missed_grasp
 from lerobot_vla_plugin.sim.operator import ScriptedOperator
 from lerobot_vla_plugin.sim.retarget import SCRIPTED_PROVENANCE
 from lerobot_vla_plugin.sim.remote import VirtualArmServer
@@ -171,6 +172,9 @@ class VirtualSO101:
         # Plans each episode's demonstration from the reset scene: (planning sim, task, rng) -> an operator with
         # target_at / duration_s / done. None: the scripted operator. Data generation re-targets recorded ones.
         self.demonstration_planner = None
+        # Share of episodes that start where a missed grasp leaves the arm (sim/missed_grasp.py), not at rest.
+        self.missed_grasp_start_fraction = 0.0
+        self.start_pose = "rest"  # how the current episode started: "rest" or one of MISSED_GRASP_KINDS
         self._operator_rng = np.random.default_rng(seed + 1_000_003)
         self._episode_start_s = self.sim.time_s
         self._idle_pose = self.sim.joint_positions()
@@ -270,6 +274,12 @@ class VirtualSO101:
             now = self.sim.time_s
             self.sim.reset(seed=None if seed is None else int(seed))
             self.sim.data.time = now
+            self.start_pose = "rest"
+            if self.missed_grasp_start_fraction > 0 and self._operator_rng.random() < self.missed_grasp_start_fraction:
+                try:
+                    self.start_pose = place_arm_after_missed_grasp(self.sim, task, self._operator_rng)
+                except RuntimeError as exc:
+                    logger.warning("Episode starts at rest: %s.", exc)
             self.arm.sync_to_sim()
             # While planning, the hand holds the leader where the reset put the follower: the demonstration ends
             # above the bowl, and a leader left there would pull the freshly reset follower back toward it.

@@ -129,6 +129,11 @@ class ScriptedOperator:
         self._samples_q = [start.copy()]
         self._pose: tuple[np.ndarray, float] | None = None
 
+        start_site, start_heading = self.sim.jaw_pose()
+        if start_site[2] < above_z - 0.01:
+            # Jaws low (a grasp that missed, a policy handed over mid-reach): straight up first, the gripper as it
+            # is, so neither the swing over nor the opening jaw knocks the cube.
+            self._move_joints_to_pose((np.r_[start_site[:2], above_z], start_heading), start[-1], duration(1.0, 1.4))
         pre_grasp = (np.r_[grasp_xy, above_z], grasp_yaw)
         if not (self.reach_detour_m > 0 and self._reach_via_detour(pre_grasp, gripper_open, duration)):
             self._move_joints_to_pose(pre_grasp, gripper_open, duration(1.2, 1.9))

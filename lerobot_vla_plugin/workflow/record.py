@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     init_logging()
     try:
         cfg = parse_config(args.record_options)
-        session = RecordSession(cfg)
+        # A start after a missed grasp is a lesson only when the operator then succeeds: failed takes are dropped.
+        session = RecordSession(cfg, successes_only=cfg.virtual is not None and cfg.virtual_missed_grasp_starts > 0)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

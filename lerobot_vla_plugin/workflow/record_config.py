@@ -75,6 +75,10 @@ class RecordConfig:
     # then homes in on it (0: straight there). Demonstrations whose paths vary make a policy find the cube rather
     # than replay a path; see recipes/README.md for what it measured.
     virtual_reach_detour_m: float = 0.0
+    # --virtual: share of episodes (0-1) that start where a missed grasp leaves the arm (jaws closed on nothing
+    # beside the cube, or carrying nothing toward the bowl) instead of at rest: the operator then goes back for the
+    # cube, which shows a policy how to recover from its own misses. Takes that fail are then dropped.
+    virtual_missed_grasp_starts: float = 0.0
     # --virtual: seconds recorded after the demonstration ends, while the cube settles.
     settle_s: float = 0.5
 
@@ -99,6 +103,9 @@ def validate(cfg: RecordConfig) -> None:
             raise UsageError(f"--tasks must list task keys among {', '.join(TASKS)} (got {cfg.tasks!r}).")
         if cfg.virtual_reach_detour_m < 0:
             raise UsageError(f"--virtual_reach_detour_m must be >= 0 metres, got {cfg.virtual_reach_detour_m}.")
+        if not 0 <= cfg.virtual_missed_grasp_starts <= 1:
+            raise UsageError("--virtual_missed_grasp_starts is a share of the episodes, from 0 to 1; got "
+                             f"{cfg.virtual_missed_grasp_starts}.")
         if cfg.camera_width <= 0 or cfg.camera_height <= 0:
             raise UsageError("--camera_width and --camera_height must be positive.")
     else:

@@ -133,6 +133,7 @@ class RecordSession:
         if planner is None and cfg.virtual_reach_detour_m > 0:
             planner = functools.partial(plan_scripted_demonstration, reach_detour_m=cfg.virtual_reach_detour_m)
         self.virtual.demonstration_planner = planner
+        self.virtual.missed_grasp_start_fraction = cfg.virtual_missed_grasp_starts
         calibration = Path(tempfile.mkdtemp(prefix="lerobot-vla-virtual-calibration-"))
         self._temp_dirs.append(calibration)
         self.virtual.write_calibration_file(calibration / "teleoperators" / "virtual_leader.json", "leader")
@@ -399,6 +400,8 @@ class RecordSession:
             is_success = self.virtual.is_success()
             metadata.update(is_success=is_success, scene_seed=self._scene_seed, **self.virtual.demonstration_provenance())
             success = ", success" if is_success else ", FAILED task"
+            if self.virtual.start_pose != "rest":
+                success += f", started after a missed grasp ({self.virtual.start_pose})"
         for warning in report.warnings():
             self.out(f"  warning: episode {episode}: {warning}")
         index = self.recorder.save_episode(metadata, wait=False)

@@ -9,6 +9,8 @@ import mujoco
 import numpy as np
 
 from lerobot_vla_plugin.emulator.virtual_arm import VirtualSO101
+from lerobot_vla_plugin.sim.missed_grasp import MISSED_GRASP_KINDS
+from lerobot_vla_plugin.sim.so101 import JOINT_NAMES, REST_POSE
 
 
 def move_cube(virtual: VirtualSO101, task: str, xy: tuple[float, float]) -> None:
@@ -34,3 +36,22 @@ def test_the_operator_takes_over_a_reachable_scene_and_holds_the_leader_in_an_un
         held = virtual.leader_joint_targets()
         virtual.sim.step(0.5)
         np.testing.assert_allclose(virtual.leader_joint_targets(), held)
+
+
+def test_a_share_of_episodes_starts_where_a_missed_grasp_leaves_the_arm():
+    """The follower's servos start at the placed pose and the operator's plan starts there too: no jump when the
+    recorder's first goal arrives."""
+    with VirtualSO101(lockstep=True, camera_socket=None) as virtual:
+        virtual.missed_grasp_start_fraction = 0.5
+        starts = []
+        for seed in range(8):
+            virtual.new_episode("red", seed=seed)
+            starts.append(virtual.start_pose)
+            pose = virtual.sim.joint_positions()
+            np.testing.assert_allclose(virtual.leader_joint_targets()[:5], pose[:5], atol=0.01)
+            np.testing.assert_allclose([virtual.arm.actuators[j].goal_rad for j in JOINT_NAMES], pose)
+            assert (starts[-1] == "rest") == bool(np.allclose(pose, REST_POSE))
+        assert 0 < starts.count("rest") < 8 and set(starts) - {"rest"} <= set(MISSED_GRASP_KINDS)
+        virtual.missed_grasp_start_fraction = 0.0
+        virtual.new_episode("red", seed=0)
+        assert virtual.start_pose == "rest"

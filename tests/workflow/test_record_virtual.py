@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lerobot_vla_plugin import cli
 from lerobot_vla_plugin.sim.features import (
@@ -14,6 +15,7 @@ from lerobot_vla_plugin.sim.features import (
 )
 from lerobot_vla_plugin.sim.so101 import SO101Sim
 from lerobot_vla_plugin.workflow.record import EXIT_FAULT, EXIT_USAGE, RecordSession
+from lerobot_vla_plugin.workflow.record_config import UsageError
 
 from .conftest import JOINTS, load_dataset, total_episodes, virtual_args, virtual_config
 
@@ -128,3 +130,9 @@ def test_min_hz_rejects_takes_below_it_instead_of_stamping_them_at_nominal_fps(t
     assert all("camera 'front' delivered" in r for r in rejections)
     assert "2 takes in a row fell below --min-hz 20" in result.message
 
+
+
+def test_a_share_of_missed_grasp_starts_outside_0_to_1_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="--virtual_missed_grasp_starts is a share of the episodes, from 0 to 1"):
+        RecordSession(virtual_config(tmp_path / "demo", "--virtual_missed_grasp_starts=1.5"))
+    assert not (tmp_path / "demo").exists()
