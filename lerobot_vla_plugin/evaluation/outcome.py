@@ -7,8 +7,8 @@ pick-and-place policy fails, and `failure_mode` names the first that applies:
 - `never_grasped`: the target cube never left the table;
 - `dropped`: the target was lifted, then ended outside the bowl and out of the gripper;
 - `timed_out`: anything else (still carrying it, in the bowl but held, rolling) when the time ran out;
-- `policy_fault`: the policy runner stopped the episode (a non-finite action, an inference that failed or never
-  returned); the arm held its last target and `error` says why;
+- `policy_fault`: the rollout loop stopped the episode (a non-finite action, an inference that failed or never
+  returned, a camera whose frames stopped coming); the arm held its last target and `error` says why;
 - `servo_fault`: a servo fault stopped the follower (typically overload from pressing into the table or a cube); the
   follower took torque off, `error` names the servo, and the evaluation reconnects it for the next scene.
 

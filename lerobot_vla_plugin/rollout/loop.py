@@ -158,7 +158,7 @@ class EpisodeRun:
     ticks: int
     trace: EpisodeTrace
     timing: TickTiming
-    error: str | None = None  # why the runner stopped the episode (the arm holds its last target)
+    error: str | None = None  # why the runner or a stalled camera ended the episode (the arm holds its target)
     interventions: int = 0
 
     @property
@@ -315,7 +315,11 @@ class ControlLoop:
                     watchdog.tick_started()
                 if before_tick is not None:
                     before_tick(tick)
-                observation = self.robot.get_observation()
+                try:
+                    observation = self.robot.get_observation()
+                except TimeoutError as exc:  # a camera's frames stopped coming: acting on an old view is blind
+                    error = f"{exc}; the arm holds its last target"
+                    break
                 action = self.hand_off.drive(observation, sent)
                 if action is not None:  # a person has the arm (or it is being handed over): the policy waits
                     if not paused:

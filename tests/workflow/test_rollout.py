@@ -233,6 +233,37 @@ def test_planted_nan_actions_end_in_a_hold_and_a_clear_message(checkpoints, tmp_
     assert outcome.summary["errors"] == [run.error]
 
 
+class StallingCamera(GoalSpy):
+    """The front camera's frames stop coming after 20 reads (unplugged, or starved of CPU)."""
+
+    def _start_arm(self):
+        super()._start_arm()
+        camera = self.robot.cameras["front"]
+        read_latest, reads = camera.read_latest, [0]
+
+        def stalled(*args, **kwargs):
+            reads[0] += 1
+            if reads[0] > 20:
+                raise TimeoutError(f"{camera}: latest frame is 900 ms old (max 500 ms)")
+            return read_latest(*args, **kwargs)
+
+        camera.read_latest = stalled
+
+
+def test_a_camera_whose_frames_stop_ends_the_episode_in_a_hold_that_names_it(checkpoints, tmp_path):
+    cfg = parse_config(virtual_rollout(tmp_path, checkpoints["act"], "--rollout.episode_time_s", "3"))
+    rollout = StallingCamera(cfg, out=lambda text: None)
+    outcome = rollout.run()
+    assert outcome.exit_code == EXIT_FAULT
+    assert "front" in outcome.message and "900 ms old" in outcome.message and "held its last target" in outcome.message
+    [run] = outcome.runs  # the rollout stopped: no second episode, and the policy never saw the stale view
+    assert run.ticks == 20 and "the arm holds its last target" in run.error
+    # Nothing was sent after the last fresh observation.
+    # Nothing was sent after the last fresh observation: the arm's last goal is the last tick's target.
+    assert np.allclose([rollout.goals[-1][joint] for joint in JOINTS], run.trace.targets[-1])
+    assert outcome.summary["errors"] == [run.error]
+
+
 class HangingRobot:
     """A robot whose observation read hangs on its fourth tick (a stuck camera or bus)."""
 
