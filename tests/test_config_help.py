@@ -37,3 +37,26 @@ def test_every_option_we_add_has_a_help_line(cls):
     assert ours
     bare = [name for name in ours if not (get_preferred_help_text(get_attribute_docstring(cls, name)) or "").strip()]
     assert not bare, f"{cls.__name__}: options without a --help description: {bare}"
+
+
+def test_our_commands_parse_with_the_same_help_as_draccus_and_restore_its_source_reader(capsys):
+    """`parse_options` reads each config class's source once; the help it prints is draccus's own, unchanged."""
+    import draccus
+    from draccus.wrappers import docstring
+
+    from lerobot_vla_plugin.options import parse_options
+    from lerobot_vla_plugin.workflow.draccus_options import register_config_types
+    from lerobot_vla_plugin.workflow.rollout_config import RolloutConfig
+
+    register_config_types(builtin_devices=True)
+    helps = []
+    for parse in (lambda args: parse_options(RolloutConfig, args),
+                  lambda args: draccus.parse(config_class=RolloutConfig, args=args)):
+        with pytest.raises(SystemExit):
+            parse(["--help"])
+        helps.append(capsys.readouterr().out)
+    assert helps[0] == helps[1] and "--rollout.hand_off_after_s" in helps[0]
+    assert docstring.inspect.getsource is __import__("inspect").getsource
+    parsed = parse_options(RolloutConfig, ["--rollout.episodes", "3"])
+    assert parsed == draccus.parse(config_class=RolloutConfig, args=["--rollout.episodes", "3"])
+    assert parsed.rollout.episodes == 3

@@ -42,13 +42,13 @@ def parse_device_config(device_args: list[str]):
     Only the chosen config class is handed to draccus: building a parser for every registered choice (as the
     stock commands do) costs seconds of docstring extraction.
     """
-    import draccus
     from lerobot.robots.config import RobotConfig
     from lerobot.teleoperators.config import TeleoperatorConfig
 
     import lerobot.cameras.opencv.configuration_opencv  # noqa: F401 - camera types, as the stock commands import
     import lerobot.cameras.realsense.configuration_realsense  # noqa: F401
     import lerobot_robot_vla_plugin  # noqa: F401 - registers our types, as LeRobot's plugin discovery does
+    from lerobot_vla_plugin.options import parse_options
 
     args = list(device_args)
     kinds = sorted({a.split(".", 1)[0][2:] for a in args if a.startswith(("--robot.", "--teleop."))})
@@ -69,7 +69,7 @@ def parse_device_config(device_args: list[str]):
         known = ", ".join(sorted(registry.get_known_choices()))
         raise SystemExit(f"error: unknown --{kind}.type={types[0]}; known types: {known}") from None
     rest = ["--" + a[len(f"--{kind}."):] for a in own if not a.startswith(f"--{kind}.type=")]
-    return kind, draccus.parse(config_class=config_class, args=rest)
+    return kind, parse_options(config_class, rest)
 
 
 def make_device(kind: str, config):

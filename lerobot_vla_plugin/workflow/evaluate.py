@@ -81,11 +81,11 @@ def task_keys(cfg: EvaluateConfig) -> list[str]:
 
 def parse_config(argv: list[str]) -> EvaluateConfig:
     """draccus for the options; the policy's config is loaded from --policy.path like LeRobot's scripts do."""
-    import draccus
+    from lerobot_vla_plugin.options import parse_options
 
     register_config_types()
     policy, rest = split_policy_path([_dashes_to_underscores(arg) for arg in argv])
-    cfg = draccus.parse(EvaluateConfig, args=rest)
+    cfg = parse_options(EvaluateConfig, rest)
     if policy is not None:
         cfg.policy = policy
     validate(cfg)

@@ -65,10 +65,10 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 
 def parse_config(argv: list[str]) -> RecordConfig:
-    import draccus
+    from lerobot_vla_plugin.options import parse_options
 
     register_config_types(builtin_devices=True)
-    return draccus.parse(RecordConfig, args=normalize_argv(argv))
+    return parse_options(RecordConfig, normalize_argv(argv))
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

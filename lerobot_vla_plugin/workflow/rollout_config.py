@@ -89,13 +89,13 @@ class UsageError(ValueError):
 
 def parse_config(argv: list[str]) -> RolloutConfig:
     """draccus for the options; the policy's config is loaded from --policy.path like LeRobot's scripts do."""
-    import draccus
+    from lerobot_vla_plugin.options import parse_options
 
     from .draccus_options import register_config_types, split_policy_path
 
     register_config_types(builtin_devices=True)
     policy, rest = split_policy_path(argv)
-    cfg = draccus.parse(RolloutConfig, args=rest)
+    cfg = parse_options(RolloutConfig, rest)
     if policy is not None:
         cfg.policy = policy
     validate(cfg)
