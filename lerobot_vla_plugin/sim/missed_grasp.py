@@ -13,6 +13,7 @@ import mujoco
 import numpy as np
 
 from lerobot_vla_plugin.sim.kinematics import TopDownIK
+from lerobot_vla_plugin.sim.operator import facing_reach_seed
 from lerobot_vla_plugin.sim.so101 import JOINT_NAMES, PAN_AXIS_XY, SO101Sim
 
 # Jaws closed on nothing: the operator's squeeze targets (sim/operator.py) and a little tighter.
@@ -51,7 +52,7 @@ def place_arm_after_missed_grasp(sim: SO101Sim, task_key: str, rng: np.random.Ge
         rel = point[:2] - PAN_AXIS_XY
         angle = math.atan2(rel[1], rel[0])
         heading = angle + rng.normal(0.0, 0.4)
-        arm, error = ik.solve(point, heading, np.array([-angle, 0.0, 0.4, 1.3, 0.0]))
+        arm, error = ik.solve(point, heading, facing_reach_seed(point))
         if error > _IK_TOLERANCE_M:
             continue
         q = np.r_[arm, gripper]

@@ -50,6 +50,13 @@ def _cylindrical(pos: np.ndarray) -> tuple[float, float, float]:
     return float(np.hypot(*rel)), float(math.atan2(rel[1], rel[0])), float(pos[2])
 
 
+def facing_reach_seed(position: np.ndarray) -> np.ndarray:
+    """A forward-reaching, elbow-up arm posture (5,) facing `position` from the pan axis: top-down IK solves
+    started here settle on the branch the demonstrations use."""
+    _, angle, _ = _cylindrical(position)
+    return np.array([-angle, 0.0, 0.4, 1.3, 0.0])
+
+
 class ScriptedOperator:
     """Plans one pick-and-place demonstration for `task_key` and replays it as joint targets over time.
 
@@ -243,10 +250,7 @@ class ScriptedOperator:
 
     def _move_joints_to_pose(self, pose: tuple[np.ndarray, float], gripper: float, duration_s: float) -> None:
         position, _ = pose
-        _, angle, _ = _cylindrical(position)
-        # Seed the solve with a forward-reaching, elbow-up posture facing the target.
-        seed = np.array([-angle, 0.0, 0.4, 1.3, 0.0])
-        end = np.r_[self._solve(pose, seed), gripper]
+        end = np.r_[self._solve(pose, facing_reach_seed(position)), gripper]
         self._move_joints(end, duration_s)
         self._pose = (np.asarray(position, dtype=np.float64), float(pose[1]))
 

@@ -131,7 +131,6 @@ def test_min_hz_rejects_takes_below_it_instead_of_stamping_them_at_nominal_fps(t
     assert "2 takes in a row fell below --min-hz 20" in result.message
 
 
-
 def test_a_share_of_missed_grasp_starts_outside_0_to_1_is_refused(tmp_path):
     with pytest.raises(UsageError, match="--virtual_missed_grasp_starts is a share of the episodes, from 0 to 1"):
         RecordSession(virtual_config(tmp_path / "demo", "--virtual_missed_grasp_starts=1.5"))

@@ -258,7 +258,6 @@ def test_a_camera_whose_frames_stop_ends_the_episode_in_a_hold_that_names_it(che
     assert "front" in outcome.message and "900 ms old" in outcome.message and "held its last target" in outcome.message
     [run] = outcome.runs  # the rollout stopped: no second episode, and the policy never saw the stale view
     assert run.ticks == 20 and "the arm holds its last target" in run.error
-    # Nothing was sent after the last fresh observation.
     # Nothing was sent after the last fresh observation: the arm's last goal is the last tick's target.
     assert np.allclose([rollout.goals[-1][joint] for joint in JOINTS], run.trace.targets[-1])
     assert outcome.summary["errors"] == [run.error]
