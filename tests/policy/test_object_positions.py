@@ -56,6 +56,30 @@ def test_the_preprocessor_hands_the_policy_the_positions_in_metres(tiny_objects_
     assert not torch.equal(batch["observation.state"], raw["observation.state"])  # the state is normalised
 
 
+def test_the_positions_stay_in_metres_when_lerobot_train_fine_tunes_a_saved_checkpoint(
+        tiny_objects_dataset_root, tmp_path):
+    """`lerobot-train --policy.path=CHECKPOINT` reloads the saved pre-processor and replaces its normaliser's
+    features (all of the policy's) and stats (the new dataset's), exactly as below: the positions must still pass
+    unchanged, or the object losses start near 100 and the fine-tune wrecks the checkpoint."""
+    from lerobot.policies.factory import make_pre_post_processors
+
+    config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0)
+    raw, _ = training_batch(tiny_objects_dataset_root, config, meta)
+    preprocessor, postprocessor = make_flow_vla_pre_post_processors(config, dataset_stats=meta.stats)
+    preprocessor.save_pretrained(tmp_path)
+    postprocessor.save_pretrained(tmp_path)
+    config.pretrained_path = tmp_path
+    reloaded, _ = make_pre_post_processors(config, pretrained_path=str(tmp_path), preprocessor_overrides={
+        "device_processor": {"device": "cpu"},
+        "normalizer_processor": {"stats": meta.stats, "features": {**config.input_features, **config.output_features},
+                                 "norm_map": config.normalization_mapping},
+        "rename_observations_processor": {"rename_map": {}}})
+    batch = reloaded(raw)
+    for key in (OBJECTS_KEY, NAMED_OBJECTS_KEY):
+        torch.testing.assert_close(batch[key], raw[key])
+    assert not torch.equal(batch["observation.state"], raw["observation.state"])
+
+
 def test_the_object_loss_reaches_the_image_encoder(tiny_objects_dataset_root):
     config, meta = config_for(tiny_objects_dataset_root, object_position_loss_weight=1.0)
     _, batch = training_batch(tiny_objects_dataset_root, config, meta)

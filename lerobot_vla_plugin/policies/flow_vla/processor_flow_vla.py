@@ -75,13 +75,15 @@ def make_flow_vla_pre_post_processors(
         ),
         DeviceProcessorStep(device=config.device),
         NormalizerProcessorStep(
-            # The object positions stay in metres: an object that never moves has a standard deviation near
-            # zero, and dividing by it turns simulation jitter into a large, unlearnable target.
-            features={key: ft for key, ft in {**config.input_features, **config.output_features}.items()
-                      if key not in (config.object_positions_key, config.object_start_positions_key,
-                                     config.object_named_positions_key)},
+            features={**config.input_features, **config.output_features},
             norm_map=config.normalization_mapping,
             stats=dataset_stats,
+            # The object positions stay in metres: an object that never moves has a standard deviation near
+            # zero, and dividing by it turns simulation jitter into a large, unlearnable target. Saved with the
+            # step, so it holds when lerobot-train fine-tunes a checkpoint and replaces the features and stats.
+            normalize_observation_keys={key for key in config.input_features if key not in (
+                config.object_positions_key, config.object_start_positions_key, config.object_named_positions_key)}
+            or None,
         ),
     ]
     output_steps = [
