@@ -2,7 +2,9 @@
 
 Every tick the loop gets one action from the queue at once. A new chunk is requested (from this tick's
 observation, in a background thread) when the queue's remainder is about to fall below the estimated delay plus a
-margin; when it arrives it is merged (action_queue.py). With a policy that `supports_rtc()` the request carries the
+margin, or earlier when the policy's `n_action_steps` is shorter than its chunk: observations then go to the policy
+every `n_action_steps` ticks, as in LeRobot's synchronous `select_action`, so the arm re-plans from fresher
+observations; when a chunk arrives it is merged (action_queue.py). With a policy that `supports_rtc()` the request carries the
 remainder (policy space) and the delay, and `predict_action_chunk` continues it; otherwise the chunk is crossfaded in.
 
 Bounded failure: a chunk with a non-finite action never joins the queue, an inference that raises or does not
@@ -90,6 +92,7 @@ class AsyncPolicyRunner:
             raise ValueError(f"{loaded.name()} does not support real-time chunking")
         self.use_rtc = supports_rtc if use_rtc is None else use_rtc
         self.margin_ticks = margin_ticks
+        self.actions_per_chunk = loaded.actions_per_chunk()
         self.deadline_factor = deadline_factor
         self.min_deadline_s = min_deadline_s
         self.first_deadline_s = first_deadline_s
@@ -104,6 +107,7 @@ class AsyncPolicyRunner:
         self._sent: list[np.ndarray] = []
         self._boundaries: list[int] = []
         self._first_chunk_tick: int | None = None
+        self._chunk_requested_at_executed: int | None = None  # queue.executed when the running chunk was asked
 
     @classmethod
     def from_config(cls, policy_cfg, robot, **kwargs) -> AsyncPolicyRunner:
@@ -120,6 +124,7 @@ class AsyncPolicyRunner:
         self._fault = None
         self._tick = 0
         self._sent, self._boundaries, self._first_chunk_tick = [], [], None
+        self._chunk_requested_at_executed = None
         self.episodes.append(EpisodeRolloutStats())
 
     def act(self, observation: dict) -> dict[str, float]:
@@ -129,7 +134,7 @@ class AsyncPolicyRunner:
             self.reset(self.task)
         try:
             self._collect()
-            if self._request is None and self.queue.remaining() <= self.expected_delay_ticks() + self.margin_ticks:
+            if self._request is None and self._next_chunk_due():
                 self._start_request(observation)
                 self._collect()  # a zero-tick delay joins on the tick it was asked for
         except RolloutError as error:
@@ -143,6 +148,7 @@ class AsyncPolicyRunner:
         it is until the first new chunk arrives, executed from its start."""
         self._abandon_request(wait=False)
         self.queue.clear()
+        self._chunk_requested_at_executed = None
 
     # -- what the loop measures --------------------------------------------------------------------------------
 
@@ -193,6 +199,15 @@ class AsyncPolicyRunner:
         self._tick += 1
         episode.ticks = self._tick
         return self.loaded.robot_action(action)
+
+    def _next_chunk_due(self) -> bool:
+        """Request now so the next chunk lands as the queue runs dry, or once `actions_per_chunk` ticks have passed
+        since the running chunk's observation (the next chunk then takes over after its delay)."""
+        if self.queue.remaining() <= self.expected_delay_ticks() + self.margin_ticks:
+            return True
+        if self.actions_per_chunk is None or self._chunk_requested_at_executed is None:
+            return False
+        return self.queue.executed - self._chunk_requested_at_executed >= self.actions_per_chunk
 
     def _present_position(self, observation: dict) -> np.ndarray:
         names = self.loaded.features["action"]["names"]
@@ -249,6 +264,7 @@ class AsyncPolicyRunner:
         dropped = self.queue.merge(actions, request.normalized,
                                    executed_since_request=self.queue.executed - request.executed_at_request,
                                    crossfade=not self.use_rtc)
+        self._chunk_requested_at_executed = request.executed_at_request
         episode.chunks += 1
         episode.dropped_actions += dropped
         episode.arrival_delays_ticks.append(self._tick - request.tick)

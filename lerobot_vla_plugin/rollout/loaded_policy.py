@@ -115,6 +115,10 @@ class LoadedPolicy(RobotPolicyIO):
     def name(self) -> str:
         return type(self.policy).__name__
 
+    def actions_per_chunk(self) -> int | None:
+        """The policy's `n_action_steps`: how many actions of each chunk run before the next chunk takes over."""
+        return getattr(getattr(self.policy, "config", None), "n_action_steps", None)
+
     def predict_chunk(self, frame: dict, task: str, inference_delay: int | None = None,
                       prev_chunk_left_over=None):
         """One action chunk for a dataset frame (see `frame`): (actions in robot units, the same normalised),

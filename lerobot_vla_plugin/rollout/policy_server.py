@@ -116,6 +116,7 @@ class PolicyServer:
         self.welcome = {"policy_type": str(getattr(config, "type", type(loaded.policy).__name__)),
                         "supports_rtc": loaded.supports_rtc(),
                         "chunk_size": getattr(config, "chunk_size", None),
+                        "n_action_steps": loaded.actions_per_chunk(),
                         "input_features": _describe(config.input_features),
                         "output_features": _describe(config.output_features)}
         server = self

@@ -83,6 +83,10 @@ class RemotePolicy(RobotPolicyIO):
     def name(self) -> str:
         return f"{self.policy_type} at {self.address}"
 
+    def actions_per_chunk(self) -> int | None:
+        """The served policy's `n_action_steps` (None from a server that does not say)."""
+        return self.info.get("n_action_steps")
+
     def image_shapes(self) -> dict[str, tuple[int, ...]]:
         """The policy's cameras and their (channels, height, width), as its config lists them."""
         return {key: tuple(ft["shape"]) for key, ft in self.info["input_features"].items() if ft["type"] == "VISUAL"}

@@ -110,7 +110,8 @@ MESSAGES: dict[str, MessageSpec] = {
     "hello": MessageSpec(optional={"token": _optional(_text), "client": _optional(_text)}),
     # server -> client: the policy being served.
     "welcome": MessageSpec(required={"policy_type": _text, "supports_rtc": _flag, "chunk_size": _optional(_count),
-                                     "input_features": _features, "output_features": _features}),
+                                     "input_features": _features, "output_features": _features},
+                           optional={"n_action_steps": _optional(_count)}),
     "reset": MessageSpec(),
     "reset_done": MessageSpec(),
     # client -> server: one observation (its dataset frame), the task, RTC's delay and previous chunk's rest.

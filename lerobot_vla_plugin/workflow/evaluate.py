@@ -200,6 +200,7 @@ def evaluate(cfg: EvaluateConfig, out=print) -> dict:
         "episode_time_s": cfg.eval.episode_time_s, "fps": cfg.eval.fps,
         "inference": "scripted" if cfg.scripted else cfg.eval.inference,
         "inference_delay_ticks": cfg.eval.inference_delay_ticks, "clock": "lockstep",
+        "n_action_steps": None if cfg.policy is None else getattr(cfg.policy, "n_action_steps", None),
     }
     if rollout_stats is not None:
         settings["rollout"] = rollout_stats

@@ -27,12 +27,14 @@ STEP = 0.5  # robot units per tick along the ramp
 class RampPolicy(nn.Module):
     """Chunk j of an observation with state s is s + (j + 1) * step on every joint (plus a learnable offset that
     starts at zero). `gate`: inference waits until it is set (a slow or hung policy); `nan_from_chunk`: chunks
-    from that call on contain NaN."""
+    from that call on contain NaN; `n_action_steps`: the config's, as LeRobot policies have it (absent: None)."""
 
     def __init__(self, chunk_size: int = 8, rtc: bool = False, gate: threading.Event | None = None,
-                 nan_from_chunk: int | None = None):
+                 nan_from_chunk: int | None = None, n_action_steps: int | None = None):
         super().__init__()
         self.config = SimpleNamespace(device="cpu", use_amp=False, chunk_size=chunk_size)
+        if n_action_steps is not None:
+            self.config.n_action_steps = n_action_steps
         self.offset = nn.Parameter(torch.zeros(len(NAMES)))
         self.rtc = rtc
         self.gate = gate
@@ -46,7 +48,8 @@ class RampPolicy(nn.Module):
         pass
 
     def predict_action_chunk(self, batch, inference_delay=None, prev_chunk_left_over=None):
-        self.calls.append({"inference_delay": inference_delay, "leftover": prev_chunk_left_over})
+        self.calls.append({"inference_delay": inference_delay, "leftover": prev_chunk_left_over,
+                           "state": batch["observation.state"][0, 0].item()})
         if self.gate is not None:
             self.gate.wait(60)
         state = batch["observation.state"].float()

@@ -81,6 +81,35 @@ def test_lockstep_clock_charges_each_chunk_a_fixed_delay():
     runner.close()
 
 
+def test_n_action_steps_shorter_than_the_chunk_sends_an_observation_every_n_action_steps_ticks():
+    """As LeRobot's select_action runs n_action_steps of each chunk, the runner asks for the next chunk that many
+    ticks after the running chunk's observation; the delay is still charged, and the ramp never breaks."""
+
+    def run(policy: RampPolicy) -> list[np.ndarray]:
+        runner = AsyncPolicyRunner(loaded(policy), period_s=PERIOD, clock=LockstepClock(PERIOD, delay_ticks=2),
+                                   margin_ticks=1)
+        runner.reset("move")
+        position, sent = 0.0, []
+        for _ in range(40):
+            sent.append(vector(runner.act(observation(position))))
+            position = sent[-1][0]
+        assert runner.episodes[-1].stalls == 0
+        runner.close()
+        return sent
+
+    replanning = RampPolicy(chunk_size=16, n_action_steps=6)
+    sent = run(replanning)
+    observed = np.array([call["state"] for call in replanning.calls])
+    # Requests at ticks 0, 8, 14, 20, ...: after the first chunk's start-up, one observation every 6 ticks.
+    assert np.diff(observed[1:]) == pytest.approx(np.full(len(observed) - 2, 6 * STEP))
+    assert len(observed) >= 6  # ticks 0 to 32 at least (the request of tick 38 may still be in its thread)
+    assert np.diff(np.stack(sent[2:])[:, 0]) == pytest.approx(np.full(37, STEP))
+    whole_chunks = RampPolicy(chunk_size=16)  # no n_action_steps: a chunk runs until the queue is nearly dry
+    run(whole_chunks)
+    observed = [call["state"] for call in whole_chunks.calls]
+    assert len(observed) >= 3 and observed[2] - observed[1] == pytest.approx((16 - 2 - 1) * STEP)  # chunk-delay-margin
+
+
 def test_lockstep_clock_with_a_measured_delay_charges_the_latency_in_ticks():
     class SleepyRamp(RampPolicy):
         def predict_action_chunk(self, batch, **kwargs):
