@@ -3,7 +3,9 @@
 #   1. record a hands-free demo dataset through the real teleop path (scripted leader -> follower -> physics),
 #      with two language tasks, crash-safe;
 #   2. gate it with the dataset quality report (`lerobot-vla dataset-report --strict`): a blocking FAIL stops here;
-#   3. fine-tune the flow_vla policy on it with stock `lerobot-train`;
+#   3. fine-tune flow_vla on it with stock `lerobot-train`, starting from the virtual-arm checkpoint in
+#      recipes/checkpoints/flow_vla_so101_virtual (trained on 240 episodes of other scenes; --from-scratch: the
+#      CPU recipe instead, which at these sizes shows the workflow but does not succeed);
 #   4. roll the checkpoint out on fresh scenes (evaluation seeds, never recorded) with asynchronous inference and
 #      real-time chunking, each chunk charged its measured latency, and count successes per task;
 #   5. one flywheel round: calibrate the policy's uncertainty threshold on held-out episodes, roll it out with
@@ -18,8 +20,9 @@
 # step count exists, continued from it when only DEMO_TRAIN_STEPS grew, and otherwise redone (the old training
 # folder is kept next to it).
 #
-# Usage: ./examples/demo.sh [--ignore-quality] [--fresh] [--quick]
+# Usage: ./examples/demo.sh [--ignore-quality] [--fresh] [--quick] [--from-scratch]
 #   --ignore-quality  train even when the dataset report has a blocking FAIL
+#   --from-scratch    train from recipes/so101_virtual_demo_small_cpu.json instead of fine-tuning the checkpoint
 #   --fresh           start over: the previous run folder is renamed to $DEMO_OUT.<date-time>, not deleted
 #   --quick           smoke-test sizes (2 episodes, 2 training steps, 2 two-second evaluation scenes); the
 #                     policy cannot succeed at this size
@@ -27,12 +30,13 @@
 # DEMO_EVAL_EPISODE_S (simulated seconds per evaluation try, 20), DEMO_FLYWHEEL_EPISODES (rollouts with hand-off, 4),
 # DEMO_FLYWHEEL_STEPS (fine-tune steps on the merge, 100).
 set -euo pipefail
-IGNORE_QUALITY=0 FRESH=0 QUICK=0
+IGNORE_QUALITY=0 FRESH=0 QUICK=0 FROM_SCRATCH=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --ignore-quality) IGNORE_QUALITY=1 ;;
     --fresh) FRESH=1 ;;
+    --from-scratch) FROM_SCRATCH=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
@@ -64,7 +68,17 @@ done
 DATASET="$OUT/so101_virtual_demo"
 TRAIN="$OUT/train"
 CHECKPOINT="$TRAIN/checkpoints/last/pretrained_model"
-TRAINED_STAMP="$OUT/trained_on.txt"  # "<dataset fingerprint> steps=<n>" of the finished checkpoint
+TRAINED_STAMP="$OUT/trained_on.txt"  # "<dataset fingerprint> from=<start> steps=<n>" of the finished checkpoint
+BASE_CHECKPOINT="recipes/checkpoints/flow_vla_so101_virtual"
+if ((FROM_SCRATCH)); then
+  START=scratch START_NOTE="from scratch (CPU recipe)"
+  TRAIN_FROM=(--config_path recipes/so101_virtual_demo_small_cpu.json)
+else
+  # A lower peak learning rate than from scratch: 8 demonstrations should adjust the checkpoint, not overwrite it.
+  START=base START_NOTE="from $BASE_CHECKPOINT"
+  TRAIN_FROM=(--policy.path="$BASE_CHECKPOINT" --policy.optimizer_lr=1e-4 --dataset.repo_id local/so101_virtual_demo
+              --batch_size 32)
+fi
 EVAL="$OUT/eval_round0"
 EVALUATED_STAMP="$OUT/evaluated.txt"  # "<trained stamp> episodes=<n>" of the finished evaluation
 HELD_OUT="$OUT/held_out"  # episodes never trained on (other scene seeds), for the uncertainty threshold
@@ -153,7 +167,7 @@ elif ((report_status == 1)); then
 fi
 
 # The recorder only appends, so episode and frame counts identify the data.
-want="episodes=$(dataset_info total_episodes) frames=$(dataset_info total_frames)"
+want="episodes=$(dataset_info total_episodes) frames=$(dataset_info total_frames) from=$START"
 done_before="$(cat "$TRAINED_STAMP" 2>/dev/null || true)"
 if [[ -d "$CHECKPOINT" && "$done_before" == "$want steps=$STEPS" ]]; then
   echo "== 3/6 $CHECKPOINT is already trained on this dataset ($want) for $STEPS steps: training skipped"
@@ -168,9 +182,9 @@ else
     echo "== the training in $TRAIN is for other data or steps, or unfinished; kept in $(keep_aside "$TRAIN")"
   fi
   rm -f "$TRAINED_STAMP"
-  echo "== 3/6 fine-tuning flow_vla for $STEPS steps with stock lerobot-train -> $TRAIN"
+  echo "== 3/6 fine-tuning flow_vla $START_NOTE for $STEPS steps with stock lerobot-train -> $TRAIN"
   rm -f "$OUT/train.log"
-  stage train "$STEPS steps" .venv/bin/lerobot-train --config_path recipes/so101_virtual_demo_small_cpu.json \
+  stage train "$STEPS steps $START_NOTE" .venv/bin/lerobot-train "${TRAIN_FROM[@]}" \
     --dataset.root "$DATASET" --output_dir "$TRAIN" \
     --steps "$STEPS" --save_freq "$STEPS" --log_freq 50 --num_workers 0 2>&1 | tee -a "$OUT/train.log"
   echo "$want steps=$STEPS" > "$TRAINED_STAMP"

@@ -39,3 +39,21 @@ def test_recipe_loads_like_lerobot_train_config_path_with_overrides(tmp_path):
     )
     assert isinstance(config.policy, FlowVLAConfig)
     assert config.steps == 10 and config.dataset.root == str(tmp_path)
+
+
+def test_the_shipped_virtual_arm_checkpoint_loads_with_lerobot_and_keeps_the_object_positions_in_metres():
+    """The checkpoint the main job fine-tunes: LeRobot's loaders read its weights and processors, and the saved
+    normaliser leaves the object positions alone even after lerobot-train replaces its features and stats."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from lerobot_vla_plugin.policies.flow_vla.modeling_flow_vla import FlowVLAPolicy
+
+    checkpoint = RECIPES[0].parent / "checkpoints" / "flow_vla_so101_virtual"
+    config = PreTrainedConfig.from_pretrained(checkpoint)
+    policy = FlowVLAPolicy.from_pretrained(checkpoint, config=config)
+    assert sum(p.numel() for p in policy.parameters()) > 1_000_000
+    assert set(config.image_features) == {"observation.images.front", "observation.images.wrist"}
+    preprocessor, _ = make_pre_post_processors(config, pretrained_path=str(checkpoint))
+    normalizer = next(step for step in preprocessor.steps if type(step).__name__ == "NormalizerProcessorStep")
+    assert set(normalizer.normalize_observation_keys) == {"observation.state", *config.image_features}

@@ -27,7 +27,8 @@ def run_demo(out: Path) -> str:
 def test_quick_main_job_records_trains_evaluates_runs_a_flywheel_round_reports_and_resumes(tmp_path):
     out = tmp_path / "demo"
     first = run_demo(out)
-    for heading in ("== 1/6 recording 2", "== 2/6 dataset report", "== 3/6 fine-tuning flow_vla for 2 steps",
+    for heading in ("== 1/6 recording 2", "== 2/6 dataset report",
+                    "== 3/6 fine-tuning flow_vla from recipes/checkpoints/flow_vla_so101_virtual for 2 steps",
                     "== 4/6 rolling", "== 5/6 flywheel round", "== 6/6 report"):
         assert heading in first
     stages = [line.split("\t")[0] for line in (out / "stage_times.tsv").read_text().splitlines()]
@@ -43,7 +44,7 @@ def test_quick_main_job_records_trains_evaluates_runs_a_flywheel_round_reports_a
     assert (out / "train_round1/checkpoints/last/pretrained_model/model.safetensors").is_file()
     report = (out / "report" / "README.md").read_text()
     assert "| round0 | async | all | " in report and "| round1 | async | all | " in report
-    assert "lerobot-train --config_path recipes/so101_virtual_demo_small_cpu.json" in report
+    assert "lerobot-train --policy.path=recipes/checkpoints/flow_vla_so101_virtual" in report
     assert "lerobot-vla flywheel-merge --demos" in report
     assert re.search(r"Rollout with hand-off: 1 episodes, [1-9]\d* hand-offs to the scripted operator", report)
 
