@@ -211,7 +211,8 @@ class ArmFollower(Robot):
         if not self.is_connected:
             raise DeviceNotConnectedError(f"{self} is not connected. Run `.connect()` first.")
         if self._fault is not None:
-            raise SafetyStop(f"{self._fault} Torque stays off until the robot is reconnected.", self._fault.motor)
+            raise SafetyStop(f"{self._fault} Torque stays off until the robot is reconnected.", self._fault.motor,
+                             self._fault.silent)
         if not self.bus.calibration:
             raise RuntimeError(f"{self} is not calibrated: run `lerobot-calibrate --robot.type={self.config.type} "
                                f"--robot.port={self.config.port} --robot.id={self.id}`.")
@@ -269,7 +270,7 @@ class ArmFollower(Robot):
             return transfer()
         except ServoNotRespondingError as exc:
             names = ", ".join(exc.motors.values())
-            self._stop_for_fault(names, "stopped answering", cause=exc)
+            self._stop_for_fault(names, "stopped answering", cause=exc, silent=True)
         except ServoStatusError as exc:
             self._stop_for_fault(exc.motor, ", ".join(exc.errors), cause=exc)
 
@@ -278,9 +279,9 @@ class ArmFollower(Robot):
         """The servo fault that took torque off, until the robot is reconnected; None while it may move."""
         return self._fault
 
-    def _stop_for_fault(self, motor: str, reason: str, cause: BaseException | None = None):
+    def _stop_for_fault(self, motor: str, reason: str, cause: BaseException | None = None, silent: bool = False):
         # Recorded first: from the moment torque starts going off, no command may be sent.
-        self._fault = SafetyStop(f"{self}: servo '{motor}' {reason}; torque is being taken off.", motor)
+        self._fault = SafetyStop(f"{self}: servo '{motor}' {reason}; torque is being taken off.", motor, silent)
         failed = self.bus.safe_torque_off()
         if self.bus.emulated and "stopped answering" in reason:
             advice = ("The servo emulator serving this port stopped answering in time: check that it still runs "
@@ -294,7 +295,7 @@ class ArmFollower(Robot):
             cut_power = "stop the emulator" if self.bus.emulated else "switch off the arm's power supply"
             message += f" Could not confirm torque off on {', '.join(failed)}: {cut_power}."
         logger.error(message)
-        self._fault = SafetyStop(message, motor)
+        self._fault = SafetyStop(message, motor, silent)
         raise self._fault from cause
 
     # -- low-rate health checks while no control tick runs ---------------------------------------------------

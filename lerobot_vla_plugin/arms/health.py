@@ -25,9 +25,10 @@ _DYNAMIXEL_ALERT = "hardware alert"
 class SafetyStop(RuntimeError):
     """Raised after a follower took torque off because of a servo fault; the message names the servo."""
 
-    def __init__(self, message: str, motor: str | None = None):
+    def __init__(self, message: str, motor: str | None = None, silent: bool = False):
         super().__init__(message)
         self.motor = motor
+        self.silent = silent  # the servo stopped answering (link or power), rather than reporting a fault itself
 
 
 @dataclass(frozen=True)

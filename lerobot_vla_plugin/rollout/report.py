@@ -77,6 +77,9 @@ def format_summary(summary: dict) -> str:
         f"chunks, latency p50 {ms(summary['latency_p50_ms'])} / p90 {ms(summary['latency_p90_ms'])} / p99 "
         f"{ms(summary['latency_p99_ms'])}",
     ]
+    if summary.get("servo_faults"):
+        lines.append(f"Servo faults (virtual arm power-cycled, those episodes not counted above): "
+                     f"{len(summary['servo_faults'])}")
     return "\n".join(lines)
 
 

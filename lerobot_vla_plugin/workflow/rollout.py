@@ -73,6 +73,7 @@ class RolloutOutcome:
     message: str = ""
     runs: list = field(default_factory=list)  # rollout.loop.EpisodeRun per episode
     successes: list = field(default_factory=list)  # bool per episode on the virtual arm, else None
+    servo_faults: list = field(default_factory=list)  # virtual arm: the fault of each episode that ended in one
     summary: dict | None = None
     files: list[Path] = field(default_factory=list)
     dataset_root: Path | None = None
@@ -229,8 +230,19 @@ class Rollout:
                 if self.recorder is not None:
                     self.recorder.start_episode(instruction)
                 episode = evaluator.run_episode(spec, instruction=instruction, on_tick=on_tick)
-                if episode.run is None:  # a servo fault took torque off: a rollout stops there, as on a real arm
-                    raise SafetyStop(episode.result.error)
+                if episode.run is None:
+                    # A servo fault took torque off. On a real arm the rollout stops (SafetyStop), and so it does
+                    # here for a servo that stopped answering; one that reported a fault (overload, heat) is
+                    # power-cycled at the next episode's start, as the evaluator does, so one overload is one
+                    # failed episode of the session, not its end. The take ends in a fault: not kept.
+                    fault = getattr(self.robot, "fault", None)
+                    if fault is None or fault.silent:
+                        raise SafetyStop(episode.result.error)
+                    self._discard_take()
+                    self.outcome.servo_faults.append(episode.result.error)
+                    self.out(f"Episode {index}: {stopped(episode.result.error)} Take discarded; the virtual arm is "
+                             "power-cycled for the next episode.")
+                    continue
                 run, success, extra = episode.run, episode.result.success, {"is_success": episode.result.success,
                                                                            "scene_seed": spec.scene_seed}
             else:
@@ -339,6 +351,7 @@ class Rollout:
             "dataset_root": None if outcome.dataset_root is None else str(outcome.dataset_root),
         }
         outcome.summary = summarize(outcome.runs, outcome.successes, settings)
+        outcome.summary["servo_faults"] = list(outcome.servo_faults)
         folder = output_dir(cfg)
         note = "" if cfg.rollout.uncertainty else "(uncertainty scoring off: --rollout.uncertainty false)"
         outcome.files = [write_json(folder / "rollout_summary.json", outcome.summary),

@@ -416,3 +416,46 @@ def test_a_servo_going_silent_mid_rollout_stops_it_with_the_servo_named_and_torq
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+class OverloadOnce(GoalSpy):
+    """The shoulder-lift servo of the virtual arm reports an overload in its reply to the 30th goal write only."""
+
+    def _start_arm(self):
+        super()._start_arm()
+        from lerobot_vla_plugin.motors.feetech.protocol import StatusError
+
+        bus, faults = self.robot.bus, self.rig.virtual.follower_bus.servo(2).env.faults
+        write_read, writes = bus.sync_write_read, [0]
+
+        def overload_once(data_name, values, *args, **kwargs):
+            if data_name == "Goal_Position":
+                writes[0] += 1
+            if writes[0] != 30:
+                return write_read(data_name, values, *args, **kwargs)
+            faults.latched_error_bits = int(StatusError.OVERLOAD)
+            try:
+                return write_read(data_name, values, *args, **kwargs)
+            finally:
+                faults.latched_error_bits = 0
+
+        bus.sync_write_read = overload_once
+
+
+def test_a_servo_fault_on_the_virtual_arm_fails_its_episode_and_the_rollout_goes_on(checkpoints, tmp_path):
+    """As the evaluator does: the fault's take is discarded, the virtual arm is power-cycled, the next episode runs
+    (on a real arm the rollout stops, tests above). The dataset keeps only the clean episode."""
+    root = tmp_path / "dataset"
+    cfg = parse_config(virtual_rollout(tmp_path, checkpoints["act"], "--rollout.inference_delay_ticks", "2",
+                                       "--rollout.episode_time_s", "2", "--dataset.repo_id=local/faulted",
+                                       f"--dataset.root={root}"))
+    lines = []
+    outcome = OverloadOnce(cfg, out=lines.append).run()
+    assert outcome.exit_code == 0, outcome.message
+    [fault] = outcome.servo_faults
+    assert "overload" in fault and "shoulder_lift" in fault
+    assert any("power-cycled for the next episode" in line for line in lines)
+    [run] = outcome.runs  # the second episode ran to its end on the recovered arm
+    assert run.error is None and run.ticks == 60
+    assert outcome.summary["servo_faults"] == [fault] and outcome.dataset_episodes == 1
+    assert load_dataset(root).meta.total_episodes == 1
