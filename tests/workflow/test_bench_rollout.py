@@ -43,7 +43,9 @@ def test_bench_compares_every_merge_with_stock_sync_on_the_same_scenes(tmp_path,
     assert report["settings"]["stock_path"].startswith("reproduced through LeRobot's API")
     for header in ("Hz", "p99 ms", "stalls", "lat p50", "lat p99", "jerk@chunk", "jerk else", "success"):
         assert header in printed
-    assert printed.count("ratio to stock sync") == 2 and "highest rate held" in printed and "load average" in printed
+    assert printed.count("ratio to stock sync") == 2 and "load average" in printed
+    # Which rates hold depends on the machine's load (a benchmark's finding, not this test's): one verdict line.
+    assert ("highest rate held" in printed) != ("no tried rate was held" in printed)
 
 
 class Trace:
