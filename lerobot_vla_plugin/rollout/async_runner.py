@@ -4,8 +4,9 @@ Every tick the loop gets one action from the queue at once. A new chunk is reque
 observation, in a background thread) when the queue's remainder is about to fall below the estimated delay plus a
 margin, or earlier when the policy's `n_action_steps` is shorter than its chunk: observations then go to the policy
 every `n_action_steps` ticks, as in LeRobot's synchronous `select_action`, so the arm re-plans from fresher
-observations; when a chunk arrives it is merged (action_queue.py). With a policy that `supports_rtc()` the request carries the
-remainder (policy space) and the delay, and `predict_action_chunk` continues it; otherwise the chunk is crossfaded in.
+observations; when a chunk arrives it is merged (action_queue.py). With a policy that `supports_rtc()` the request
+carries the remainder (policy space) and the delay, and `predict_action_chunk` continues it; otherwise the chunk is
+crossfaded in.
 
 Bounded failure: a chunk with a non-finite action never joins the queue, an inference that raises or does not
 return before its deadline (`deadline_factor` x the recent latency, at least `min_deadline_s`) stops the episode:
