@@ -240,8 +240,9 @@ class Rollout:
                         raise SafetyStop(episode.result.error)
                     self._discard_take()
                     self.outcome.servo_faults.append(episode.result.error)
-                    self.out(f"Episode {index}: {stopped(episode.result.error)} Take discarded; the virtual arm is "
-                             "power-cycled for the next episode.")
+                    after = ("; the virtual arm is power-cycled for the next episode" if index + 1 < r.episodes
+                             else "")
+                    self.out(f"Episode {index}: {stopped(episode.result.error)} Take discarded{after}.")
                     continue
                 run, success, extra = episode.run, episode.result.success, {"is_success": episode.result.success,
                                                                            "scene_seed": spec.scene_seed}

@@ -414,9 +414,6 @@ def test_a_servo_going_silent_mid_rollout_stops_it_with_the_servo_named_and_torq
     assert not outcome.message.endswith("..")
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
-
 
 class OverloadOnce(GoalSpy):
     """The shoulder-lift servo of the virtual arm reports an overload in its reply to the 30th goal write only."""
@@ -431,7 +428,7 @@ class OverloadOnce(GoalSpy):
         def overload_once(data_name, values, *args, **kwargs):
             if data_name == "Goal_Position":
                 writes[0] += 1
-            if writes[0] != 30:
+            if data_name != "Goal_Position" or writes[0] != 30:
                 return write_read(data_name, values, *args, **kwargs)
             faults.latched_error_bits = int(StatusError.OVERLOAD)
             try:
@@ -459,3 +456,7 @@ def test_a_servo_fault_on_the_virtual_arm_fails_its_episode_and_the_rollout_goes
     assert run.error is None and run.ticks == 60
     assert outcome.summary["servo_faults"] == [fault] and outcome.dataset_episodes == 1
     assert load_dataset(root).meta.total_episodes == 1
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
