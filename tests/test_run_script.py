@@ -26,13 +26,13 @@ def _pytest_argv(tmp_path: Path, *args: str) -> list[str]:
 
 
 def test_no_arguments_run_the_whole_suite(tmp_path):
-    assert _pytest_argv(tmp_path) == ["tests", "-q"]
+    assert _pytest_argv(tmp_path) == ["tests", "-q", "--durations=25"]
 
 
 def test_a_file_runs_only_that_file(tmp_path):
-    assert _pytest_argv(tmp_path / "a", "tests/arms/test_x.py", "-x") == ["-q", "tests/arms/test_x.py", "-x"]
-    assert _pytest_argv(tmp_path / "b", "tests/arms/test_x.py::test_a") == ["-q", "tests/arms/test_x.py::test_a"]
+    assert _pytest_argv(tmp_path / "a", "tests/arms/test_x.py", "-x") == ["-q", "--durations=25", "tests/arms/test_x.py", "-x"]
+    assert _pytest_argv(tmp_path / "b", "tests/arms/test_x.py::test_a") == ["-q", "--durations=25", "tests/arms/test_x.py::test_a"]
 
 
 def test_options_alone_still_run_the_whole_suite(tmp_path):
-    assert _pytest_argv(tmp_path, "-x", "-k", "doctor") == ["tests", "-q", "-x", "-k", "doctor"]
+    assert _pytest_argv(tmp_path, "-x", "-k", "doctor") == ["tests", "-q", "--durations=25", "-x", "-k", "doctor"]
