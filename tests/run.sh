@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up (first run) and run the tests: the whole suite, or only the files / node ids given
-# (`./tests/run.sh tests/arms/test_doctor.py -x`). Other arguments go to pytest; the 25 slowest tests are listed at the end.
+# (`./tests/run.sh tests/arms/test_doctor.py -x`). Other arguments go to pytest. The 25 slowest tests are
+# listed at the end.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/examples/setup_env.sh"
