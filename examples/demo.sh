@@ -76,7 +76,7 @@ if ((FROM_SCRATCH)); then
 else
   # A lower peak learning rate than from scratch: 8 demonstrations should adjust the checkpoint, not overwrite it.
   START=base START_NOTE="from $BASE_CHECKPOINT"
-  TRAIN_FROM=(--policy.path="$BASE_CHECKPOINT" --policy.optimizer_lr=1e-4 --dataset.repo_id local/so101_virtual_demo
+  TRAIN_FROM=(--policy.path="$BASE_CHECKPOINT" --policy.optimizer_lr=3e-5 --dataset.repo_id local/so101_virtual_demo
               --batch_size 32)
 fi
 EVAL="$OUT/eval_round0"
