@@ -30,8 +30,9 @@ def test_no_arguments_run_the_whole_suite(tmp_path):
 
 
 def test_a_file_runs_only_that_file(tmp_path):
-    assert _pytest_argv(tmp_path / "a", "tests/arms/test_x.py", "-x") == ["-q", "--durations=25", "tests/arms/test_x.py", "-x"]
-    assert _pytest_argv(tmp_path / "b", "tests/arms/test_x.py::test_a") == ["-q", "--durations=25", "tests/arms/test_x.py::test_a"]
+    options = ["-q", "--durations=25"]
+    assert _pytest_argv(tmp_path / "a", "tests/arms/test_x.py", "-x") == [*options, "tests/arms/test_x.py", "-x"]
+    assert _pytest_argv(tmp_path / "b", "tests/arms/test_x.py::test_a") == [*options, "tests/arms/test_x.py::test_a"]
 
 
 def test_options_alone_still_run_the_whole_suite(tmp_path):
