@@ -414,7 +414,6 @@ def test_a_servo_going_silent_mid_rollout_stops_it_with_the_servo_named_and_torq
     assert not outcome.message.endswith("..")
 
 
-
 class OverloadOnce(GoalSpy):
     """The shoulder-lift servo of the virtual arm reports an overload in its reply to the 30th goal write only."""
 
